@@ -1,0 +1,198 @@
+"""The contract between the search service and one training run.
+
+A trial is a :class:`TrialConfig`: the data protocol (:class:`DataSpec`) and the
+flat, searchable parameters (:class:`TrialParams`). ``search`` validates the values a
+space may take against these models; ``leukmodels`` builds and trains from them.
+Unknown keys are errors (``extra='forbid'``) so a misspelt factor never passes silently.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+BACKBONES = (
+    "resnet18",
+    "resnet50",
+    "mobilenetv4_conv_small",
+    "mobilenetv4_conv_medium",
+    "efficientnetv2_s",
+    "mobilenetv1_100",
+    "mobilenetv3_large_100",
+    "densenet121",
+)
+ATTENTIONS = ("none", "se", "cbam", "pcab", "pcab_heavy", "scab", "csab")
+POOLINGS = ("gap", "gmp", "both")
+LOSSES = ("ce", "weighted_ce", "focal", "label_smoothing", "ce_then_focal")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+SCHEDULES = ("constant", "cosine", "step", "plateau")
+COLOR_SPACES = ("rgb", "hsv", "lab", "hed")
+STAIN_NORMS = ("none", "reinhard")
+BALANCES = ("none", "hsv_desat")
+SPLIT_KINDS = ("holdout", "kfold", "predefined")
+
+Backbone = Literal[
+    "resnet18",
+    "resnet50",
+    "mobilenetv4_conv_small",
+    "mobilenetv4_conv_medium",
+    "efficientnetv2_s",
+    "mobilenetv1_100",
+    "mobilenetv3_large_100",
+    "densenet121",
+]
+Attention = Literal["none", "se", "cbam", "pcab", "pcab_heavy", "scab", "csab"]
+Pooling = Literal["gap", "gmp", "both"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class TrialParams(_Strict):
+    """Everything a search may vary for one trial; defaults are the plain baseline."""
+
+    # --- architecture ---------------------------------------------------------------
+    backbone: Backbone = "resnet18"
+    pretrained: str | None = Field(
+        None, description="local path to a state dict; weights are never downloaded"
+    )
+    attention: Attention = "none"
+    placement: list[str] | Literal["all"] = Field(
+        "all", description="attention sites: 'all' or a list of 'stage1'..'stageN'"
+    )
+    attention_reduction: int = Field(16, ge=1)
+    attention_pooling: Pooling = "both"
+    spatial_conv: Literal["standard", "dilated"] | None = Field(
+        None, description="spatial conv of the attention block; None = the block's default"
+    )
+    spatial_kernel: int | None = Field(None, ge=1)
+    native_se: Literal["keep", "replace"] = Field(
+        "keep", description="EfficientNet/MobileNetV3 own SE: keep it, or replace it by the attention"
+    )
+    backbone_conv: Literal["standard", "dilated"] = "standard"
+    output_stride: Literal[8, 16] = Field(16, description="used when backbone_conv is dilated")
+    pooling: Pooling = "gap"
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    head_bn: bool = False
+
+    # --- loss -----------------------------------------------------------------------
+    loss: Literal["ce", "weighted_ce", "focal", "label_smoothing", "ce_then_focal"] = "ce"
+    focal_gamma: float = Field(2.0, ge=0.0)
+    focal_alpha: float | None = Field(0.25, ge=0.0, le=1.0)
+    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
+    focal_switch_epoch: int = Field(5, ge=0)
+
+    # --- optimiser and schedule -------------------------------------------------------
+    optimizer: Literal["sgd", "adam", "adamw", "rmsprop"] = "sgd"
+    lr: float = Field(0.01, gt=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    nesterov: bool = False
+    weight_decay: float = Field(0.0, ge=0.0)
+    beta1: float = Field(0.9, gt=0.0, lt=1.0)
+    beta2: float = Field(0.999, gt=0.0, lt=1.0)
+    l1: float = Field(0.0, ge=0.0, description="L1 penalty on the classifier weights")
+    schedule: Literal["constant", "cosine", "step", "plateau"] = "constant"
+    min_lr: float = Field(1e-6, ge=0.0)
+    step_size: int = Field(10, ge=1)
+    step_gamma: float = Field(0.1, gt=0.0)
+    plateau_patience: int = Field(5, ge=0)
+    plateau_factor: float = Field(0.1, gt=0.0, lt=1.0)
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(32, ge=1)
+    patience: int | None = Field(None, ge=1, description="early-stopping patience in epochs")
+    seed: int = 0
+
+    # --- pre-processing, balancing, augmentation, robustness -------------------------
+    clahe: bool = False
+    stain_norm: Literal["none", "reinhard"] = "none"
+    color_space: Literal["rgb", "hsv", "lab", "hed"] = "rgb"
+    nucleus_crop: bool = False
+    balance: Literal["none", "hsv_desat"] = "none"
+    offline_noise: list[float] = Field(default_factory=list)
+    augment: list[Any] | str | None = Field(
+        None, description="albumentations list or a preset name; None = the data section's"
+    )
+    test_noise: list[float] = Field(default_factory=list)
+    uncertain_below: float = Field(0.7, ge=0.0, le=1.0)
+
+    @field_validator("placement")
+    @classmethod
+    def _sites(cls, v: list[str] | str) -> list[str] | str:
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("placement must name at least one site or be 'all'")
+            bad = [s for s in v if not (s.startswith("stage") and s[5:].isdigit())]
+            if bad:
+                raise ValueError(f"unknown site(s) {bad}; sites are 'stage1'..'stageN' or 'all'")
+        return v
+
+    @field_validator("offline_noise", "test_noise")
+    @classmethod
+    def _sigmas(cls, v: list[float]) -> list[float]:
+        if any(s < 0 for s in v):
+            raise ValueError("noise sigmas are on the 0-255 scale and must be >= 0")
+        return v
+
+
+class SplitSpec(_Strict):
+    """How a dataset is divided; always before any augmentation or balancing."""
+
+    kind: Literal["holdout", "kfold", "predefined"] = "holdout"
+    train: float = Field(0.8, gt=0.0, lt=1.0)
+    val: float = Field(0.1, ge=0.0, lt=1.0)
+    test: float = Field(0.1, ge=0.0, lt=1.0)
+    k: int = Field(5, ge=2)
+    fold: int = Field(0, ge=0)
+    group: Literal["auto", "patient", "none"] = Field(
+        "auto", description="auto: group by patient whenever the data knows patients"
+    )
+    seed: int = 0
+    val_from_train: float = Field(
+        0.1, ge=0.0, lt=1.0, description="kfold/predefined: validation share carved from train"
+    )
+
+    @model_validator(mode="after")
+    def _fractions(self) -> SplitSpec:
+        if self.kind == "holdout" and abs(self.train + self.val + self.test - 1.0) > 1e-6:
+            raise ValueError(
+                f"holdout fractions must sum to 1 (train {self.train} + val {self.val} "
+                f"+ test {self.test} = {self.train + self.val + self.test:g})"
+            )
+        if self.kind == "kfold" and self.fold >= self.k:
+            raise ValueError(f"fold {self.fold} does not exist for k={self.k} (folds are 0..k-1)")
+        return self
+
+
+class DataSpec(_Strict):
+    """Which images and which protocol; fixed for a study (a profile may change it)."""
+
+    dataset: str = "synthetic"
+    root: str | None = Field(None, description="data root; default LEUKSEARCH_DATA or ~/.leuksearch/data")
+    subset: str | None = Field(None, description="dataset part, e.g. cnmc2019 fold_0")
+    classes: int = Field(2, ge=2, description="synthetic: number of classes (2 or 4)")
+    n: int = Field(1200, ge=8, description="synthetic: number of images")
+    patients: int = Field(40, ge=2, description="synthetic: number of simulated patients")
+    split: SplitSpec = Field(default_factory=SplitSpec)
+    image_size: int = Field(224, ge=16)
+    limit: int | None = Field(None, ge=8, description="use at most this many images (stratified)")
+    augment: list[Any] | str = Field(default_factory=list)
+    positive_class: str | None = None
+    skip_bad_images: bool = False
+    cache_dir: str | None = None
+    workers: int = Field(0, ge=0)
+
+
+class TrialConfig(_Strict):
+    """One trial: the data protocol and the parameters, plus the CPU threads it was given."""
+
+    data: DataSpec = Field(default_factory=DataSpec)
+    params: TrialParams = Field(default_factory=TrialParams)
+    threads: int | None = Field(None, ge=1)
+    device: str | None = None
+    checkpoint_dir: str | None = None
+
+
+PARAM_NAMES: tuple[str, ...] = tuple(TrialParams.model_fields)
+DATA_NAMES: tuple[str, ...] = tuple(DataSpec.model_fields)

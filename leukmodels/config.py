@@ -69,7 +69,8 @@ class TrialParams(_Strict):
     )
     spatial_kernel: int | None = Field(None, ge=1)
     native_se: Literal["keep", "replace"] = Field(
-        "keep", description="EfficientNet/MobileNetV3 own SE: keep it, or replace it by the attention"
+        "keep",
+        description="EfficientNet/MobileNetV3 own SE: keep it, or replace it by the attention",
     )
     backbone_conv: Literal["standard", "dilated"] = "standard"
     output_stride: Literal[8, 16] = Field(16, description="used when backbone_conv is dilated")
@@ -169,7 +170,9 @@ class DataSpec(_Strict):
     """Which images and which protocol; fixed for a study (a profile may change it)."""
 
     dataset: str = "synthetic"
-    root: str | None = Field(None, description="data root; default LEUKSEARCH_DATA or ~/.leuksearch/data")
+    root: str | None = Field(
+        None, description="data root; default LEUKSEARCH_DATA or ~/.leuksearch/data"
+    )
     subset: str | None = Field(None, description="dataset part, e.g. cnmc2019 fold_0")
     classes: int = Field(2, ge=2, description="synthetic: number of classes (2 or 4)")
     n: int = Field(1200, ge=8, description="synthetic: number of images")

@@ -1,0 +1,136 @@
+"""The ``leuksearch`` command line.
+
+Every subcommand exits 0 on success, 2 on a user error (one message naming the file, key
+or path at fault, never a traceback) and 1 on anything else. ``--json`` prints
+machine-readable output on stdout and nothing else there; logs and progress go to stderr.
+Heavy imports (torch, Ray) happen inside the subcommands so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from leukmodels.errors import UserError
+
+EXIT_USER = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits 2 with our one-paragraph style."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"leuksearch: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USER)
+
+
+def emit_json(obj: Any) -> None:
+    """Print ``obj`` as JSON on stdout (the only thing a --json command prints there)."""
+    json.dump(obj, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _add_space(p: argparse.ArgumentParser) -> None:
+    p.add_argument("space", help="search space YAML file (see spaces/)")
+    p.add_argument("--profile", help="profile of the space to apply, e.g. smoke")
+
+
+def _add_data(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data", help="dataset: a registry name, a folder, a CSV manifest or 'synthetic'"
+    )
+    p.add_argument(
+        "--data-root",
+        help="where registry datasets live (default $LEUKSEARCH_DATA or ~/.leuksearch/data)",
+    )
+    p.add_argument(
+        "--skip-bad-images",
+        action="store_true",
+        help="skip unreadable images (counted and reported)",
+    )
+
+
+def _add_db(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--db", help="database URL (default $LEUKSEARCH_DB or sqlite:///./leuksearch.db)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="leuksearch", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("describe", help="validate a space and print its factors and grid size")
+    _add_space(p)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("profile", help="params, FLOPs and latency of every architecture in a space")
+    _add_space(p)
+    p.add_argument("--input-size", type=int, default=224)
+    p.add_argument("--num-classes", type=int, default=None, help="default: the space's data")
+    p.add_argument("--latency-runs", type=int, default=10)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("synth", help="write a synthetic blood-smear dataset as an ImageFolder")
+    p.add_argument("out", help="output folder")
+    p.add_argument("--classes", type=int, default=2, choices=(2, 4))
+    p.add_argument("--n", type=int, default=2000)
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--patients", type=int, default=40)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--format", default="png", choices=("png", "jpg"))
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("trial", help="train one configuration without Ray or a database")
+    _add_space(p)
+    _add_data(p)
+    p.add_argument("--params", help="JSON object of parameters (default: the space's baseline)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--out", help="folder for the checkpoint")
+    p.add_argument("--json", action="store_true")
+
+    return parser
+
+
+def _version() -> str:
+    from search import __version__
+
+    return f"leuksearch {__version__}"
+
+
+def _cmd(name: str) -> Callable[[argparse.Namespace], int]:
+    import importlib
+
+    module = importlib.import_module(f"search.commands.{name}")
+    return module.main
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "data_root", None):
+        os.environ["LEUKSEARCH_DATA"] = args.data_root
+    try:
+        return int(_cmd(args.command)(args) or 0)
+    except UserError as exc:
+        log(f"leuksearch {args.command}: error: {exc}")
+        return EXIT_USER
+    except KeyboardInterrupt:
+        log(f"leuksearch {args.command}: interrupted")
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per ``leuksearch`` subcommand, each with ``main(args) -> int``."""

@@ -461,8 +461,10 @@ def _factors(raw: Any, errors: _Errors, protocols: dict[str, DataSpec]) -> dict[
     valid = [*TrialParams.model_fields, *DATA_FACTORS]
     defaults = TrialParams()
     factors: dict[str, Factor] = {}
+    declared: set[str] = set()
     for name, spec in raw.items():
         loc = ("space", name)
+        declared.add(str(name))
         if name not in valid:
             errors.add(
                 loc, f"unknown parameter{_suggest(str(name), valid)}; valid: {', '.join(valid)}"
@@ -480,7 +482,7 @@ def _factors(raw: Any, errors: _Errors, protocols: dict[str, DataSpec]) -> dict[
                         f"protocol '{level}' is not defined under data.protocols; defined: {', '.join(protocols) or 'none'}",
                     )
         if factor.when is not None:
-            unknown = sorted(factor.when.names - set(factors))
+            unknown = sorted(factor.when.names - (declared - {name}))
             if unknown:
                 errors.add(
                     loc + ("when",),

@@ -1,0 +1,216 @@
+"""Online augmentation: a YAML list (or preset name) turned into an albumentations pipeline.
+
+Items are names, ``{name: arg}`` or any albumentations transform ``{ClassName: {kwargs}}``:
+
+============== ====================== ==================================================
+name           argument               transform
+============== ====================== ==================================================
+hflip, vflip   probability (0.5)      ``HorizontalFlip`` / ``VerticalFlip``
+rotate         degrees                rotation uniform in [-deg, deg]
+shift          fraction               x and y shifts uniform in [-f, f] of the size
+zoom           [lo, hi]               Keras ``zoom_range``: x, y coordinates scaled by
+                                      z in [lo, hi] (z < 1 enlarges), i.e. scale 1/z
+shear          degrees                shear uniform in [-deg, deg]
+brightness     [lo, hi]               Keras ``brightness_range``: pixels times one factor
+                                      in [lo, hi] (``MultiplicativeNoise``)
+blur           max sigma (1.5)        ``GaussianBlur``, p 0.5
+color_jitter   strength or {kwargs}   ``ColorJitter`` (default 0.2, hue 0.05), p 0.5
+gaussian_noise sigma, 0-255 scale     ``GaussNoise`` with that standard deviation, p 0.5
+============== ====================== ==================================================
+
+rotate, shift, zoom and shear are merged into one ``Affine`` (one interpolation, as Keras's
+``ImageDataGenerator`` does), always applied, at the place of the first of them, with
+edge pixels replicated (Keras's ``fill_mode='nearest'``). Presets: ``none``, ``basic``
+(hflip, vflip, rotate 20) and ``paper004`` (paper 004: rotate 45, hflip, brightness
+[0.4, 0.8], shift 0.1, zoom [0.8, 1], shear 3). Augmentation runs on training images
+only, on uint8 RGB, after the split and before colour conversion and normalisation.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import albumentations as A
+import cv2
+
+from leukmodels.errors import UserError
+
+PRESETS: dict[str, list[Any]] = {
+    "none": [],
+    "basic": ["hflip", "vflip", {"rotate": 20}],
+    "paper004": [
+        {"rotate": 45},
+        "hflip",
+        {"brightness": [0.4, 0.8]},
+        {"shift": 0.1},
+        {"zoom": [0.8, 1.0]},
+        {"shear": 3},
+    ],
+}
+GEOMETRIC = ("rotate", "shift", "zoom", "shear")
+NAMES = ("hflip", "vflip", *GEOMETRIC, "brightness", "blur", "color_jitter", "gaussian_noise")
+
+AugmentSpec = list[Any] | str | None
+
+
+def _valid() -> str:
+    return (
+        f"valid names: {', '.join(NAMES)}; presets: {', '.join(PRESETS)}; or an albumentations "
+        "transform by class name, e.g. {CLAHE: {clip_limit: 2}}"
+    )
+
+
+def _number(name: str, arg: Any, low: float = 0.0, high: float | None = None) -> float:
+    if isinstance(arg, bool) or not isinstance(arg, int | float):
+        raise UserError(f"augment {name}: expected a number, got {arg!r}")
+    if arg < low or (high is not None and arg > high):
+        bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
+        raise UserError(f"augment {name}: {arg!r} must be {bound}")
+    return float(arg)
+
+
+def _pair(name: str, arg: Any) -> tuple[float, float]:
+    if not isinstance(arg, list | tuple) or len(arg) != 2:
+        raise UserError(f"augment {name}: expected [lo, hi], got {arg!r}")
+    lo, hi = (_number(name, v) for v in arg)
+    if not 0 < lo <= hi:
+        raise UserError(f"augment {name}: need 0 < lo <= hi, got {list(arg)}")
+    return lo, hi
+
+
+def _items(spec: AugmentSpec) -> list[tuple[str, Any]]:
+    """(name, argument) pairs of a spec, presets expanded; raises UserError on bad shapes."""
+    if spec is None:
+        return []
+    if isinstance(spec, str):
+        preset = PRESETS.get(spec.strip().lower())
+        if preset is None:
+            raise UserError(f"unknown augmentation preset {spec!r}; {_valid()}")
+        spec = preset
+    if not isinstance(spec, list | tuple):
+        raise UserError(
+            f"augment must be a list or a preset name, got {type(spec).__name__}; {_valid()}"
+        )
+    items: list[tuple[str, Any]] = []
+    for item in spec:
+        if isinstance(item, str):
+            items.append((item.strip(), None))
+        elif isinstance(item, dict) and len(item) == 1:
+            ((name, arg),) = item.items()
+            items.append((str(name).strip(), arg))
+        else:
+            raise UserError(
+                f"augment item {item!r} must be a name or a one-key mapping {{name: arg}}; {_valid()}"
+            )
+    return items
+
+
+def _albumentations_class(name: str) -> type[A.BasicTransform] | None:
+    cls = getattr(A, name, None)
+    if inspect.isclass(cls) and issubclass(cls, A.BasicTransform):
+        return cls
+    return None
+
+
+def _construct(
+    name: str, cls: Callable[..., A.BasicTransform], kwargs: dict[str, Any]
+) -> A.BasicTransform:
+    params = inspect.signature(cls).parameters
+    unknown = sorted(set(kwargs) - set(params))
+    if unknown and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        accepted = ", ".join(p for p in params if p not in ("self", "args", "kwargs"))
+        raise UserError(
+            f"augment {name}: unknown argument(s) {unknown}; {name} accepts: {accepted}"
+        )
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        detail = " ".join(str(exc).split())
+        raise UserError(f"augment {name}: invalid arguments {kwargs}: {detail}") from None
+
+
+def _named(name: str, arg: Any) -> A.BasicTransform:
+    if name in ("hflip", "vflip"):
+        p = 0.5 if arg is None else _number(name, arg, 0.0, 1.0)
+        return (A.HorizontalFlip if name == "hflip" else A.VerticalFlip)(p=p)
+    if name == "brightness":
+        return A.MultiplicativeNoise(
+            multiplier=_pair(name, arg), per_channel=False, elementwise=False, p=1.0
+        )
+    if name == "blur":
+        sigma = 1.5 if arg is None else _number(name, arg, 0.1)
+        return A.GaussianBlur(sigma_limit=(0.1, sigma), p=0.5)
+    if name == "color_jitter":
+        if isinstance(arg, dict):
+            return _construct(
+                "color_jitter (ColorJitter)", A.ColorJitter, {**arg, "p": arg.get("p", 0.5)}
+            )
+        s = 0.2 if arg is None else _number(name, arg, 0.0, 1.0)
+        return A.ColorJitter(brightness=s, contrast=s, saturation=s, hue=s / 4, p=0.5)
+    if name == "gaussian_noise":
+        sigma = _number(name, arg, 0.0, 255.0) / 255.0 if arg is not None else None
+        if sigma is None:
+            raise UserError(
+                "augment gaussian_noise: give the sigma on the 0-255 scale, e.g. {gaussian_noise: 5}"
+            )
+        return A.GaussNoise(std_range=(sigma, sigma), p=0.5)
+    raise AssertionError(name)  # pragma: no cover
+
+
+def _affine(args: dict[str, Any]) -> A.Affine:
+    kwargs: dict[str, Any] = {"border_mode": cv2.BORDER_REPLICATE, "p": 1.0}
+    if "rotate" in args:
+        deg = _number("rotate", args["rotate"])
+        kwargs["rotate"] = (-deg, deg)
+    if "shift" in args:
+        f = _number("shift", args["shift"], 0.0, 0.99)
+        kwargs["translate_percent"] = {"x": (-f, f), "y": (-f, f)}
+    if "zoom" in args:
+        lo, hi = _pair("zoom", args["zoom"])
+        kwargs["scale"] = {"x": (1 / hi, 1 / lo), "y": (1 / hi, 1 / lo)}
+    if "shear" in args:
+        deg = _number("shear", args["shear"])
+        kwargs["shear"] = (-deg, deg)
+    return A.Affine(**kwargs)
+
+
+def _transforms(spec: AugmentSpec) -> list[A.BasicTransform]:
+    transforms: list[A.BasicTransform | dict[str, Any]] = []
+    geometric: dict[str, Any] | None = None
+    for name, arg in _items(spec):
+        key = name.lower()
+        if key in GEOMETRIC:
+            if arg is None:
+                raise UserError(f"augment {key}: needs an argument, e.g. {{{key}: ...}}")
+            if geometric is None:
+                geometric = {}
+                transforms.append(geometric)
+            if key in geometric:
+                raise UserError(f"augment {key} is given twice")
+            geometric[key] = arg
+        elif key in NAMES:
+            transforms.append(_named(key, arg))
+        elif (cls := _albumentations_class(name)) is not None:
+            if arg is not None and not isinstance(arg, dict):
+                raise UserError(
+                    f"augment {name}: arguments must be a mapping {{kwarg: value}}, got {arg!r}"
+                )
+            transforms.append(_construct(name, cls, arg or {}))
+        else:
+            raise UserError(f"unknown augmentation {name!r}; {_valid()}")
+    return [_affine(t) if isinstance(t, dict) else t for t in transforms]
+
+
+def validate_augment(spec: AugmentSpec) -> None:
+    """Raise UserError when `spec` is not a valid augmentation list or preset."""
+    _transforms(spec)
+
+
+def build_augment(spec: AugmentSpec, seed: int | None = None) -> A.Compose | None:
+    """The albumentations pipeline for `spec`, or None when it is empty ("none", [], None)."""
+    transforms = _transforms(spec)
+    if not transforms:
+        return None
+    return A.Compose(transforms, seed=seed)

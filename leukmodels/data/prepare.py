@@ -1,0 +1,212 @@
+"""From a DataSpec and a trial's parameters to split, pre-processed data and DataLoaders.
+
+Order, each step only where it belongs:
+
+1. resolve the dataset (:func:`leukmodels.data.registry.resolve_dataset`);
+2. open or build the decode cache (``limit`` subsample, nucleus crop, resize and pad,
+   CLAHE), shared by every trial on the machine (:mod:`leukmodels.data.cache`);
+3. split (:func:`leukmodels.data.splits.make_split`), before anything that could leak;
+4. Reinhard target fitted on the training split only (from the per-image statistics the
+   cache stores), applied to every split;
+5. training split only: HSV de-saturated copies of minority classes, then one Gaussian
+   noise copy of every training image per offline sigma;
+6. per image in the loaders: augmentation (training), colour space, normalisation.
+
+Steps 4-6 are applied when an image is read (:class:`~leukmodels.data.arrays.SplitArrays`),
+so preparing costs no pass over the pixels and memory stays that of the shared memory map.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch.utils.data import DataLoader
+
+from leukmodels.config import DataSpec, TrialParams
+from leukmodels.data.arrays import SplitArrays, StainNorm
+from leukmodels.data.augment import build_augment, validate_augment
+from leukmodels.data.balance import desat_copies
+from leukmodels.data.cache import load_or_decode
+from leukmodels.data.loaders import make_loader
+from leukmodels.data.noise import add_gaussian_noise, noisy_copies
+from leukmodels.data.preprocess import ReinhardTarget
+from leukmodels.data.registry import resolve_dataset
+from leukmodels.data.splits import Split, make_split
+
+logger = logging.getLogger("leukmodels.data")
+Log = Callable[[str], None]
+
+
+@dataclass
+class PreparedData:
+    """A trial's data, split and ready for loaders; see the module docstring for the order."""
+
+    dataset: str
+    class_names: list[str]
+    train: SplitArrays
+    val: SplitArrays
+    test: SplitArrays
+    class_counts: dict[str, int]  # training set after balancing and noise copies
+    split: Split
+    cache_hit: bool
+    cache_path: Path
+    bad_images: list[str]  # "path: reason" of skipped images
+    n_no_nucleus: int  # images where the nucleus crop found nothing and kept the whole image
+    timings: dict[str, float]  # decode_s, preprocess_s, total_s
+    augment: list[Any] | str | None  # the augmentation spec in force
+    workers: int
+    stain_target: ReinhardTarget | None = None
+    has_masks: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def _say(log: Log | None, message: str, level: int = logging.INFO) -> None:
+    logger.log(level, message)
+    if log is not None:
+        log(message if level < logging.WARNING else f"warning: {message}")
+
+
+def _train_plan(rows: np.ndarray, labels: np.ndarray, params: TrialParams, n_classes: int):
+    """Rows, de-saturation flags and noise sigmas of the (enlarged) training set."""
+    desat = np.zeros(len(rows), dtype=bool)
+    if params.balance == "hsv_desat":
+        copies = desat_copies(labels[rows], n_classes)
+        rows = np.concatenate([rows, rows[copies]])
+        desat = np.concatenate([desat, np.ones(len(copies), dtype=bool)])
+    positions, sigma = noisy_copies(len(rows), params.offline_noise)
+    return rows[positions], desat[positions], sigma
+
+
+def prepare_data(spec: DataSpec, params: TrialParams, log: Log | None = None) -> PreparedData:
+    """Resolve, decode (cached), split and pre-process the data of one trial."""
+    start = time.perf_counter()
+    augment = params.augment if params.augment is not None else spec.augment
+    validate_augment(augment)
+    source = resolve_dataset(spec)
+    decoded = load_or_decode(
+        source,
+        image_size=spec.image_size,
+        nucleus_crop=params.nucleus_crop,
+        clahe=params.clahe,
+        limit=spec.limit,
+        cache_dir=spec.cache_dir,
+        skip_bad_images=spec.skip_bad_images,
+        log=log,
+    )
+    decoded_at = time.perf_counter()
+    names = decoded.class_names
+    _say(log, f"dataset {source.name}: {len(decoded):,} images, {len(names)} classes {names}")
+    if params.nucleus_crop and decoded.n_no_nucleus:
+        _say(
+            log,
+            f"nucleus crop found no nucleus in {decoded.n_no_nucleus} image(s); kept them whole",
+        )
+
+    split = make_split(
+        decoded.labels,
+        spec.split,
+        groups=decoded.patients,
+        predefined=decoded.predefined,
+        class_names=names,
+    )
+    for warning in split.warnings:
+        _say(log, warning, logging.WARNING)
+    stain = None
+    if params.stain_norm == "reinhard":
+        target = ReinhardTarget.from_stats(decoded.lab_stats[split.train])
+        stain = StainNorm(target, decoded.lab_stats)
+    rows, desat, sigma = _train_plan(split.train, decoded.labels, params, len(names))
+
+    def arrays(index: np.ndarray, **recipe: Any) -> SplitArrays:
+        return SplitArrays(
+            decoded.images, index, decoded.labels[index], masks=decoded.masks, stain=stain, **recipe
+        )
+
+    train = arrays(rows, desat=desat, sigma=sigma, noise_seed=params.seed)
+    counts = train.class_counts(len(names))
+    sizes = split.sizes()
+    _say(
+        log,
+        f"split {spec.split.kind} {split.hash}{' (grouped by patient)' if split.grouped else ''}: "
+        f"train {sizes['train']:,} (+{len(train) - sizes['train']:,} copies), val {sizes['val']:,}, "
+        f"test {sizes['test']:,}",
+    )
+    end = time.perf_counter()
+    return PreparedData(
+        dataset=source.name,
+        class_names=names,
+        train=train,
+        val=arrays(split.val),
+        test=arrays(split.test),
+        class_counts={n: int(c) for n, c in zip(names, counts, strict=True)},
+        split=split,
+        cache_hit=decoded.hit,
+        cache_path=decoded.path,
+        bad_images=decoded.bad_images,
+        n_no_nucleus=decoded.n_no_nucleus,
+        timings={
+            "decode_s": round(decoded.seconds, 4),
+            "preprocess_s": round(end - decoded_at, 4),
+            "total_s": round(end - start, 4),
+        },
+        augment=augment,
+        workers=spec.workers,
+        stain_target=None if stain is None else stain.target,
+        has_masks=decoded.masks is not None,
+    )
+
+
+def make_loaders(
+    prepared: PreparedData, params: TrialParams, seed: int, *, with_masks: bool = False
+) -> tuple[DataLoader, DataLoader, DataLoader]:
+    """(train, val, test) DataLoaders: float32 NCHW, ImageNet-normalised; train shuffled."""
+    common = {
+        "batch_size": params.batch_size,
+        "color_space": params.color_space,
+        "workers": prepared.workers,
+        "with_masks": with_masks,
+    }
+    train = make_loader(
+        prepared.train,
+        augment=build_augment(prepared.augment, seed=seed),
+        shuffle=True,
+        seed=seed,
+        **common,
+    )
+    return train, make_loader(prepared.val, **common), make_loader(prepared.test, **common)
+
+
+def test_noise_sets(
+    prepared: PreparedData, sigmas: list[float], seed: int
+) -> Iterator[tuple[float, np.ndarray]]:
+    """(sigma, noisy test images) per sigma (0-255 scale); sigma 0 is the clean set.
+
+    The same seed serves every sigma, so the sweep scales one noise pattern (common random
+    numbers: differences between sigmas are not noise-draw differences).
+    """
+    clean = prepared.test.images()
+    for sigma in sigmas:
+        yield float(sigma), add_gaussian_noise(clean, float(sigma), seed=seed)
+
+
+def make_eval_loader(
+    images: np.ndarray, labels: np.ndarray, params: TrialParams, *, workers: int = 0
+) -> DataLoader:
+    """An unshuffled, un-augmented loader over uint8 RGB `images` (e.g. a noisy test set)."""
+    data = SplitArrays(np.asarray(images), np.arange(len(images)), np.asarray(labels))
+    return make_loader(
+        data, batch_size=params.batch_size, color_space=params.color_space, workers=workers
+    )
+
+
+test_noise_sets.__test__ = False  # not a pytest test, despite its name

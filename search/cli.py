@@ -101,7 +101,62 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for the checkpoint")
     p.add_argument("--json", action="store_true")
 
+    p = sub.add_parser("run", help="run a study: Ray Tune schedules the trials Optuna proposes")
+    _add_space(p)
+    _add_data(p)
+    _add_db(p)
+    _add_ray(p)
+    p.add_argument("--study", help="study name (default: the space's, suffixed when taken)")
+    p.add_argument("--num-samples", type=int, help="exploration trials after the ablation set")
+    p.add_argument(
+        "--max-concurrent", type=int, help="trials at once (default: what resources allow)"
+    )
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser(
+        "resume", help="continue an interrupted study (completed trials never rerun)"
+    )
+    p.add_argument("--study", required=True)
+    _add_db(p)
+    _add_ray(p)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("studies", help="list the studies in the store")
+    _add_db(p)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("best", help="the best completed trials of a study, best first")
+    p.add_argument("--study", required=True)
+    _add_db(p)
+    p.add_argument(
+        "--metric", help="test metric (accuracy, f1, ...) or val_* (default: the study's)"
+    )
+    p.add_argument("--top", type=int, default=5)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser(
+        "retrain", help="re-run a stored trial's exact configuration and save its checkpoint"
+    )
+    p.add_argument("trial_id", type=int)
+    _add_db(p)
+    _add_data(p)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--out", help="folder for the checkpoint (default runs/retrain-ID-TIME)")
+    p.add_argument("--json", action="store_true")
     return parser
+
+
+def _add_ray(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--address",
+        help="join a Ray cluster: 'auto' or ray://HOST:10001 (default: start a local Ray)",
+    )
+    p.add_argument(
+        "--dashboard",
+        action="store_true",
+        help="start Ray's dashboard on 127.0.0.1 and print its URL",
+    )
+    p.add_argument("--storage-path", help="where Ray Tune keeps experiment state (default ./runs)")
 
 
 def _version() -> str:

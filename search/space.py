@@ -312,9 +312,9 @@ def _suggest(name: str, valid: list[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-def load_space(path: str | Path, profile: str | None = None) -> Space:
-    """Read, validate and return the space at ``path`` with ``profile`` applied."""
-    src = load_yaml(path)
+def load_space(path: str | Path, profile: str | None = None, text: str | None = None) -> Space:
+    """Read, validate and return the space at ``path`` (or ``text``) with ``profile`` applied."""
+    src = load_yaml(path, text)
     raw = src.data
     moved: dict[tuple, tuple] = {}
     errors = _Errors(src, moved)

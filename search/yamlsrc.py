@@ -47,16 +47,20 @@ def _walk(node: yaml.Node, prefix: tuple, out: dict[tuple, int]) -> None:
             _walk(item, prefix + (i,), out)
 
 
-def load_yaml(path: str | Path) -> YamlSource:
-    """Read and parse ``path``; a missing file or a syntax error is a UserError."""
+def load_yaml(path: str | Path, text: str | None = None) -> YamlSource:
+    """Read and parse ``path`` (or ``text``, named ``path`` in messages).
+
+    A missing file or a syntax error is a UserError.
+    """
     p = Path(path)
-    if not p.is_file():
-        hint = " (it is a folder)" if p.is_dir() else ""
-        raise UserError(f"search space file not found: {p}{hint}")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read search space file {p}: {exc}") from None
+    if text is None:
+        if not p.is_file():
+            hint = " (it is a folder)" if p.is_dir() else ""
+            raise UserError(f"search space file not found: {p}{hint}")
+        try:
+            text = p.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"cannot read search space file {p}: {exc}") from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)

@@ -1,0 +1,23 @@
+"""``leuksearch run SPACE``: Ray Tune schedules the trials Optuna proposes; results go to the store."""
+
+from __future__ import annotations
+
+import argparse
+
+from search.cli import emit_json
+from search.runner import RunOptions, run_study
+from search.space import load_space
+
+
+def options(args: argparse.Namespace) -> RunOptions:
+    """RunOptions from the parsed command line (flags a subcommand lacks stay default)."""
+    fields = RunOptions.__dataclass_fields__
+    return RunOptions(**{k: getattr(args, k) for k in fields if getattr(args, k, None) is not None})
+
+
+def main(args: argparse.Namespace) -> int:
+    space = load_space(args.space, args.profile)
+    summary = run_study(space, options(args))
+    if args.json:
+        emit_json(summary)
+    return 130 if summary["status"] == "interrupted" else 0

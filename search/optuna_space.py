@@ -1,0 +1,114 @@
+"""A :class:`~search.space.Space` as an Optuna define-by-run function, and the trials to enqueue.
+
+Each factor becomes one ``suggest_*`` call in declaration order; a factor whose ``when``
+condition is false is not suggested (Optuna sees a conditional space, TPE handles it).
+Constant factors are not suggested at all. Categorical levels that are not plain scalars
+(subsets, lists) travel as string labels and are decoded in the trial.
+
+Points that must run before the search explores (the ablation set, or every grid point
+for ``algorithm: grid``) are enqueued in the Optuna study with ``user_attrs`` saying what
+they are; the define-by-run function copies those attributes into the trial's config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from search.space import Space, iter_ablation_points
+
+KIND = "_kind"  # explore | ablation | grid
+REPEAT = "_repeat"
+SEED = "_seed"
+FOLD = "_fold"
+LABEL = "_label"  # ablation: "<factor>=<level>"
+NUMBER = "_optuna_number"
+META_KEYS = (KIND, REPEAT, SEED, FOLD, LABEL, NUMBER)
+
+
+def define_by_run(space: Space) -> Callable[[Any], dict[str, Any]]:
+    """The function OptunaSearch calls with each Optuna trial."""
+
+    def suggest(trial: Any) -> dict[str, Any]:
+        decoded: dict[str, Any] = {}
+        for f in space.factors.values():
+            if not space.active(f, space._context(decoded)):
+                continue
+            if f.kind == "constant" or (f.categorical and len(f.levels) == 1):
+                decoded[f.name] = f.levels[0]
+                continue
+            if f.categorical:
+                value = trial.suggest_categorical(f.name, f.encoded_levels)
+            elif f.kind == "int":
+                value = trial.suggest_int(f.name, int(f.low), int(f.high), step=int(f.step or 1))
+            else:
+                value = trial.suggest_float(f.name, f.low, f.high, log=f.kind == "loguniform")
+            decoded[f.name] = f.decode(value)
+        attrs = dict(trial.user_attrs)
+        return {
+            KIND: attrs.get("kind", "explore"),
+            REPEAT: int(attrs.get("repeat", 0)),
+            SEED: int(attrs.get("seed", space.search.seed)),
+            FOLD: attrs.get("fold"),
+            LABEL: attrs.get("label"),
+            NUMBER: trial.number,
+        }
+
+    return suggest
+
+
+def encode_point(space: Space, point: dict[str, Any]) -> dict[str, Any]:
+    """Optuna parameters for a decoded point (only the factors Optuna suggests)."""
+    out = {}
+    for name, value in point.items():
+        f = space.factors[name]
+        if f.kind == "constant" or (f.categorical and len(f.levels) == 1):
+            continue
+        out[name] = f.encode(value)
+    return out
+
+
+def decode_config(space: Space, config: dict[str, Any]) -> dict[str, Any]:
+    """A decoded, completed point from a Ray trial config (meta keys dropped)."""
+    point = {}
+    for name, value in config.items():
+        if name in META_KEYS or name not in space.factors:
+            continue
+        point[name] = space.factors[name].decode(value)
+    return space.fill(point)
+
+
+def runs_per_point(space: Space) -> list[tuple[int, int, int | None]]:
+    """(repeat, seed, fold) for every run of one enqueued point.
+
+    ``search.repeats`` seeds each; for k-fold protocols every fold is run for every seed.
+    """
+    k = space.data.split.k if space.data.split.kind == "kfold" else None
+    out = []
+    for r in range(space.search.repeats):
+        seed = space.search.seed + r
+        if k is None:
+            out.append((r, seed, None))
+        else:
+            out.extend((r * k + fold, seed, fold) for fold in range(k))
+    return out
+
+
+def enqueued_trials(space: Space) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(Optuna params, user_attrs) for every trial that runs before exploration."""
+    out = []
+    if space.search.algorithm == "grid":
+        points = [("grid", None, space.fill(p)) for p in space.grid()]
+    else:
+        points = [
+            ("ablation", f"{factor}={label}", p) for factor, label, p in iter_ablation_points(space)
+        ]
+    for kind, label, point in points:
+        for repeat, seed, fold in runs_per_point(space):
+            attrs = {"kind": kind, "repeat": repeat, "seed": seed}
+            if fold is not None:
+                attrs["fold"] = fold
+            if label:
+                attrs["label"] = label
+            out.append((encode_point(space, point), attrs))
+    return out

@@ -1,0 +1,332 @@
+"""Run a study: Optuna proposes, Ray Tune schedules (ASHA), the driver writes the store.
+
+``run_study`` starts (or joins) Ray, creates the study in our tables and Optuna's RDB
+storage in the same database, enqueues the ablation set (or the whole grid), and lets
+TPE / random sampling explore the rest of the budget. ``resume_study`` continues an
+interrupted study from Ray's experiment state: completed trials are never run again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from leukmodels.errors import UserError
+from search.optuna_space import define_by_run, enqueued_trials
+from search.space import Space, load_space
+from search.store.store import Store
+
+
+@dataclass
+class RunOptions:
+    """What the command line adds to a space."""
+
+    db: str | None = None
+    study: str | None = None
+    data: str | None = None
+    data_root: str | None = None
+    skip_bad_images: bool = False
+    cache_dir: str | None = None
+    address: str | None = None
+    num_samples: int | None = None
+    max_concurrent: int | None = None
+    dashboard: bool = False
+    storage_path: str | None = None
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """Send everything written to fd 1 (Ray's banners included) to stderr meanwhile."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def data_overrides(opts: RunOptions) -> dict[str, Any]:
+    """DataSpec fields the command line sets for every trial (paths made absolute)."""
+    out: dict[str, Any] = {}
+    if opts.data:
+        p = Path(opts.data).expanduser()
+        out["dataset"] = str(p.resolve()) if p.exists() else opts.data
+    if opts.data_root:
+        out["root"] = str(Path(opts.data_root).expanduser().resolve())
+    if opts.skip_bad_images:
+        out["skip_bad_images"] = True
+    if opts.cache_dir:
+        out["cache_dir"] = str(Path(opts.cache_dir).expanduser().resolve())
+    return out
+
+
+def check_data(space: Space, overrides: dict[str, Any]) -> None:
+    """Prepare the baseline's data on the driver: bad data fails before Ray starts, and
+    the decode cache is warm for every trial on this machine."""
+    from leukmodels.data.prepare import prepare_data
+
+    tc = space.trial_config(space.baseline())
+    for key, value in overrides.items():
+        setattr(tc.data, key, value)
+    data = prepare_data(tc.data, tc.params, log=log)
+    if data.bad_images:
+        log(f"skipping {len(data.bad_images)} unreadable image(s) (--skip-bad-images)")
+
+
+def pick_study_name(store: Store, requested: str | None, space: Space) -> str:
+    """``--study`` if free; else the space's name, suffixed -2, -3, ... when taken."""
+    if requested:
+        existing = store.study(requested)
+        if existing is not None:
+            raise UserError(
+                f"study '{requested}' already exists in {store.masked_url} "
+                f"(status {existing['status']}, {existing.get('n_trials', 0)} trials); "
+                f"choose another --study, or continue it with `leuksearch resume --study {requested}`"
+            )
+        return requested
+    name, n = space.study, 1
+    while store.study(name) is not None:
+        n += 1
+        name = f"{space.study}-{n}"
+    return name
+
+
+def start_ray(address: str | None, dashboard: bool) -> str | None:
+    """Start a local Ray (or join ``address``); returns the dashboard URL if there is one."""
+    import ray
+
+    kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
+    if ray.is_initialized():
+        return None
+    try:
+        if address:
+            ctx = ray.init(address=address, **kwargs)
+        else:
+            ctx = ray.init(include_dashboard=dashboard, dashboard_host="127.0.0.1", **kwargs)
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        where = address or "a local Ray instance"
+        raise UserError(f"cannot start or join Ray at {where}: {exc}") from None
+    url = getattr(ctx, "dashboard_url", None)
+    if url and not str(url).startswith("http"):
+        url = f"http://{url}"
+    return url
+
+
+def _code_version() -> str:
+    from search import __version__
+
+    try:
+        import subprocess
+
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"{__version__}+{sha}" if sha else __version__
+
+
+def _trainable(space: Space, overrides: dict[str, Any]) -> Any:
+    from ray import tune
+
+    from search.trainable import train_trial
+
+    res = space.search.resources
+    return tune.with_resources(
+        tune.with_parameters(train_trial, space=space, overrides=overrides),
+        {"cpu": res.cpu, "gpu": res.gpu},
+    )
+
+
+def _scheduler(space: Space, max_epochs: int) -> Any:
+    from search.asha import FullFidelityASHA
+
+    sched = space.search.scheduler
+    if sched.kind != "asha":
+        return None
+    return FullFidelityASHA(
+        max_epochs=max_epochs,
+        grace_epochs=sched.grace_epochs,
+        reduction_factor=sched.reduction_factor,
+    )
+
+
+def run_study(space: Space, opts: RunOptions) -> dict[str, Any]:
+    """Run a new study of ``space``; returns a summary (also written to the store)."""
+    import optuna
+    from ray import tune
+    from ray.tune.search.optuna import OptunaSearch
+
+    from search.tune_callback import StoreCallback
+
+    overrides = data_overrides(opts)
+    store = Store.open(opts.db)
+    name = pick_study_name(store, opts.study, space)
+    check_data(space, overrides)
+    storage_path = str(Path(opts.storage_path or "runs").expanduser().resolve())
+    dataset = overrides.get("dataset", space.data.dataset)
+    study_id = store.ensure_study(
+        name,
+        space_yaml=space.text,
+        space_hash=space.hash,
+        space_path=str(space.path),
+        profile=space.profile,
+        dataset=dataset,
+        metric=space.search.metric,
+        mode=space.search.mode,
+        code_version=_code_version(),
+        storage_path=str(Path(storage_path) / name),
+        description=space.description,
+        config={"options": asdict(opts), "overrides": overrides},
+    )
+    log(f"study {name} (id {study_id}) in {store.masked_url}; Ray results in {storage_path}/{name}")
+
+    ostorage = optuna.storages.RDBStorage(store.optuna_url)
+    sampler = (
+        optuna.samplers.RandomSampler(seed=space.search.seed)
+        if space.search.algorithm == "random"
+        else optuna.samplers.TPESampler(seed=space.search.seed)
+    )
+    study = optuna.create_study(
+        study_name=name,
+        storage=ostorage,
+        sampler=sampler,
+        direction="maximize" if space.search.mode == "max" else "minimize",
+        load_if_exists=True,
+    )
+    queued = enqueued_trials(space)
+    for params, attrs in queued:
+        study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=False)
+    explore = (
+        0 if space.search.algorithm == "grid" else (opts.num_samples or space.search.num_samples)
+    )
+    total = len(queued) + explore
+    log(
+        f"{len(queued)} {'grid' if space.search.algorithm == 'grid' else 'ablation'} trial(s) first "
+        f"(full fidelity), then {explore} {space.search.algorithm} trial(s)"
+    )
+    searcher = OptunaSearch(
+        define_by_run(space),
+        metric=space.search.metric,
+        mode=space.search.mode,
+        sampler=sampler,
+        storage=ostorage,
+        study_name=name,
+    )
+    max_epochs = space.trial_config(space.baseline()).params.epochs
+    callback = StoreCallback(store.url, study_id, space)
+    with stdout_to_stderr():
+        url = start_ray(opts.address, opts.dashboard)
+        if url:
+            log(f"Ray dashboard: {url}")
+        tuner = tune.Tuner(
+            _trainable(space, overrides),
+            tune_config=tune.TuneConfig(
+                search_alg=searcher,
+                scheduler=_scheduler(space, max_epochs),
+                num_samples=total,
+                max_concurrent_trials=opts.max_concurrent or space.search.max_concurrent,
+                time_budget_s=space.search.time_budget_s,
+            ),
+            run_config=tune.RunConfig(
+                name=name,
+                storage_path=storage_path,
+                failure_config=tune.FailureConfig(max_failures=space.search.max_failures),
+                callbacks=[callback],
+                verbose=0,
+            ),
+        )
+        tuner.fit()
+    return _finish(store, study_id, name, callback)
+
+
+def resume_study(name: str, opts: RunOptions) -> dict[str, Any]:
+    """Continue an interrupted study from Ray's experiment state."""
+    from ray import tune
+
+    from search.tune_callback import StoreCallback
+
+    store = Store.open(opts.db)
+    study = store.require_study(name)
+    if study["status"] == "completed":
+        raise UserError(
+            f"study '{name}' is already completed; nothing to resume (see `leuksearch best --study {name}`)"
+        )
+    space = load_space(
+        study["space_path"] or "space.yaml", study["profile"], text=study["space_yaml"]
+    )
+    overrides = (study.get("config") or {}).get("overrides", {})
+    path = study["storage_path"]
+    if not path or not tune.Tuner.can_restore(path):
+        raise UserError(
+            f"study '{name}' has no Ray experiment state at {path}; it cannot be resumed "
+            "(it was stopped before its first trial started). Start it again with `leuksearch run`."
+        )
+    store.set_study_status(study["id"], "running")
+    log(f"resuming study {name} from {path}")
+    with stdout_to_stderr():
+        url = start_ray(opts.address, opts.dashboard)
+        if url:
+            log(f"Ray dashboard: {url}")
+        tuner = tune.Tuner.restore(
+            path,
+            trainable=_trainable(space, overrides),
+            resume_unfinished=True,
+            resume_errored=False,
+        )
+        callback = _restored_callback(tuner) or StoreCallback(store.url, study["id"], space)
+        tuner.fit()
+    return _finish(store, study["id"], name, callback)
+
+
+def _restored_callback(tuner: Any) -> Any:
+    """The StoreCallback Tune restored with the experiment (its counters live on)."""
+    from search.tune_callback import StoreCallback
+
+    run_config = getattr(getattr(tuner, "_local_tuner", None), "_run_config", None)
+    for cb in getattr(run_config, "callbacks", None) or []:
+        if isinstance(cb, StoreCallback):
+            return cb
+    return None
+
+
+def _finish(store: Store, study_id: int, name: str, callback: Any) -> dict[str, Any]:
+    status = "interrupted" if callback.interrupted else "completed"
+    store.set_study_status(study_id, status)
+    info = store.study(name) or {}
+    summary = {
+        "study": name,
+        "study_id": study_id,
+        "status": status,
+        "db": store.masked_url,
+        "counts": info.get("counts", {}),
+        "n_trials": info.get("n_trials"),
+        "best_value": info.get("best_value"),
+        "best_trial_id": info.get("best_trial_id"),
+        "metric": info.get("metric"),
+        "storage_path": info.get("storage_path"),
+    }
+    if status == "interrupted":
+        log(f"study {name} interrupted; continue it with: leuksearch resume --study {name}")
+    else:
+        log(
+            f"study {name} completed: best {summary['metric']} {summary['best_value']} (trial {summary['best_trial_id']})"
+        )
+    return summary

@@ -11,11 +11,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from leukmodels.config import DataSpec
 from leukmodels.data import cache as cache_module
 from leukmodels.data.arrays import SplitArrays
 from leukmodels.data.cache import cache_root, load_or_decode
+from leukmodels.data.decode import read_rgb
 from leukmodels.data.registry import resolve_dataset
 from leukmodels.data.synthetic import generate, write_imagefolder
 from leukmodels.errors import DataError
@@ -166,3 +168,19 @@ def test_split_arrays_pickle_by_file_name(tmp_path: Path) -> None:
     back = pickle.loads(blob)
     assert isinstance(back.base, np.memmap)
     assert np.array_equal(back.image(0), np.asarray(decoded.images[3]))
+
+
+def test_unwritable_cache_folder_is_a_data_error(tmp_path: Path) -> None:
+    source = resolve_dataset(DataSpec(dataset=str(_jpeg_folder(tmp_path / "data", 2))))
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    with pytest.raises(DataError, match="cannot write the decode cache"):
+        load_or_decode(source, image_size=16, cache_dir=blocker / "cache")
+
+
+def test_sixteen_bit_greyscale_is_scaled_to_eight_bits(tmp_path: Path) -> None:
+    values = np.linspace(0, 65535, 40 * 30).reshape(30, 40).astype(np.uint16)
+    Image.fromarray(values).save(tmp_path / "deep.png")
+    rgb = read_rgb(tmp_path / "deep.png")
+    assert rgb.shape == (30, 40, 3) and rgb.dtype == np.uint8
+    assert rgb[0, 0, 0] == 0 and rgb[-1, -1, 0] == 255 and (rgb[..., 0] == rgb[..., 2]).all()

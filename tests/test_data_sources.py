@@ -215,3 +215,10 @@ def test_synthetic_is_lazy_and_fingerprinted() -> None:
     loaded = src.load()
     assert loaded.images.shape == (16, 32, 32, 3) and loaded.masks.shape == (16, 32, 32)
     assert len(set(loaded.patients)) == 4 and loaded.fingerprint == src.fingerprint
+
+
+def test_path_named_like_a_registry_entry_is_a_folder(tmp_path: Path) -> None:
+    _img(tmp_path / "cnmc2019" / "a" / "x.png")
+    _img(tmp_path / "cnmc2019" / "b" / "y.png")
+    src = resolve_dataset(DataSpec(dataset=str(tmp_path / "cnmc2019")))
+    assert src.class_names == ["a", "b"] and src.layout.startswith("<folder>/<class>")

@@ -22,6 +22,7 @@ and then, unless ``skip_bad_images``, a :class:`~leukmodels.errors.DataError` li
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import time
@@ -49,6 +50,15 @@ LIMIT_SEED = 0
 """The ``limit`` subsample is fixed per dataset and limit (not per split seed), so trials share it."""
 
 Log = Callable[[str], None]
+_USER_ERRNOS = {
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.ENOTDIR,
+    errno.EEXIST,
+}
 
 
 def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -131,6 +141,20 @@ def _open(paths: dict[str, Path], key: str) -> DecodedSet | None:
 
 
 @contextlib.contextmanager
+def _writable(root: Path) -> Iterator[None]:
+    """Turn a cache folder that cannot be written (permissions, full disk) into a DataError."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in _USER_ERRNOS:
+            raise
+        raise DataError(
+            f"cannot write the decode cache in {root}: {exc.strerror}. Free some space or point "
+            f"data.cache_dir (or $LEUKSEARCH_CACHE) at a writable folder."
+        ) from None
+
+
+@contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
     if fcntl is None:  # pragma: no cover
         yield
@@ -175,11 +199,14 @@ def _compact(path: Path, rows: np.ndarray, dest: Path, chunk: int = 256) -> None
 
 
 def _progress(log: Log | None, n: int) -> Callable[[int], None]:
-    marks = {max(1, round(n * k / 10)): k * 10 for k in range(1, 11)}
+    """A callback logging "decoding N images ... P%" each time P passes a multiple of 10."""
+    last = [0]
 
     def tick(done: int) -> None:
-        if log is not None and done in marks:
-            log(f"decoding {n:,} images ... {marks[done]}%")
+        step = done * 10 // n
+        if log is not None and step > last[0]:
+            last[0] = step
+            log(f"decoding {n:,} images ... {step * 10}%")
 
     return tick
 
@@ -312,7 +339,8 @@ def load_or_decode(
 ) -> DecodedSet:
     """Open the decode cache for `source`, building it first when missing (see module doc)."""
     root = cache_root(cache_dir)
-    root.mkdir(parents=True, exist_ok=True)
+    with _writable(root):
+        root.mkdir(parents=True, exist_ok=True)
     key = cache_key(
         source.fingerprint,
         image_size=image_size,
@@ -323,7 +351,7 @@ def load_or_decode(
     paths = _paths(root, key)
     decoded = _open(paths, key)
     if decoded is None:
-        with _locked(paths["lock"]):
+        with _writable(root), _locked(paths["lock"]):
             decoded = _open(paths, key)  # another trial may have built it meanwhile
             if decoded is None:
                 decoded = _build(

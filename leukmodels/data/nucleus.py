@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from skimage.filters import threshold_otsu
 from skimage.morphology import disk
 
 REFERENCE_SIDE = 224
@@ -28,24 +27,34 @@ DEFAULT_MARGIN = 0.2
 Box = tuple[int, int, int, int]  # top, left, bottom, right (exclusive)
 
 
+def _purple510(image: np.ndarray) -> np.ndarray:
+    """``R + B - 2G`` of a uint8 RGB image (int16): 510 times the purple index."""
+    rgb = image.astype(np.int16)
+    return rgb[..., 0] + rgb[..., 2] - 2 * rgb[..., 1]
+
+
 def purple_index(image: np.ndarray) -> np.ndarray:
     """``(R + B) / 2 - G`` of a uint8 RGB image on the [0, 1] scale, float32 (H, W)."""
-    rgb = image.astype(np.float32) / 255.0
-    return (rgb[..., 0] + rgb[..., 2]) / 2.0 - rgb[..., 1]
+    return _purple510(image).astype(np.float32) / 510.0
+
+
+def otsu_theta(image: np.ndarray) -> float:
+    """Otsu's threshold of the purple index (OpenCV, on the index quantised to 256 levels)."""
+    levels = ((_purple510(image) + 510) // 4).astype(np.uint8)
+    t, _ = cv2.threshold(levels, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+    return ((t + 1) * 4 - 510) / 510.0  # foreground is levels > t
 
 
 def nucleus_mask(image: np.ndarray, theta: float | str = "otsu") -> np.ndarray | None:
     """Boolean mask of the largest nucleus-like object of a uint8 RGB image, or None."""
-    index = purple_index(image)
     if theta == "otsu":
-        spread = float(index.max() - index.min())
-        theta = max(OTSU_FLOOR, float(threshold_otsu(index))) if spread > 1e-6 else OTSU_FLOOR
-    elif not isinstance(theta, int | float):
+        theta = max(OTSU_FLOOR, otsu_theta(image))
+    elif isinstance(theta, bool) or not isinstance(theta, int | float):
         raise ValueError(f"theta must be a number or 'otsu', not {theta!r}")
     scale = min(image.shape[:2]) / REFERENCE_SIDE
     radius = max(1, round(OPENING_RADIUS * scale))
     min_area = max(4, round(MIN_OBJECT_AREA * scale * scale))
-    mask = (index >= float(theta)).astype(np.uint8)
+    mask = (_purple510(image) >= float(theta) * 510.0).astype(np.uint8)
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, disk(radius).astype(np.uint8))
     count, labelled, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     if count <= 1:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +63,6 @@ class PreparedData:
     workers: int
     stain_target: ReinhardTarget | None = None
     has_masks: bool = False
-    notes: list[str] = field(default_factory=list)
 
     @property
     def num_classes(self) -> int:

@@ -59,8 +59,8 @@ def _to_lab(image: np.ndarray) -> np.ndarray:
 
 def lab_stats(image: np.ndarray) -> np.ndarray:
     """Per-channel CIELAB mean and standard deviation of one image: float32 (2, 3)."""
-    lab = _to_lab(image).reshape(-1, 3)
-    return np.stack([lab.mean(0), lab.std(0)]).astype(np.float32)
+    mean, std = cv2.meanStdDev(_to_lab(image))  # population std, like numpy's default
+    return np.stack([mean.ravel(), std.ravel()]).astype(np.float32)
 
 
 @dataclass(frozen=True)

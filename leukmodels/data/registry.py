@@ -8,7 +8,9 @@
   deferred until the decode cache misses.
 - a registry name (:data:`DATASETS`, case- and punctuation-insensitive), looked up under
   each data root in turn (:func:`data_roots`).
-- a path to a folder (ImageFolder) or to a ``.csv`` manifest (:mod:`leukmodels.data.folder`).
+- a path to a folder (ImageFolder) or to a ``.csv`` manifest (:mod:`leukmodels.data.folder`);
+  a name with a '/' or starting with '.' or '~' is always a path (``./cnmc2019`` is a
+  folder, ``cnmc2019`` the registry entry).
 
 Folder names inside a layout are matched case-insensitively ignoring '-', '_' and spaces,
 and a folder nested twice under the same name (as the Kaggle zips do) is followed.
@@ -453,7 +455,9 @@ def _synthetic(spec: DataSpec) -> DatasetSource:
 
     return DatasetSource(
         name="synthetic",
-        fingerprint=short_hash("synthetic", sorted(args.items()), synthetic.__doc__),
+        fingerprint=short_hash(  # the generator's code is part of what the images are
+            "synthetic", sorted(args.items()), Path(synthetic.__file__).read_bytes()
+        ),
         layout="built in (no files)",
         loader=load,
     )
@@ -462,9 +466,14 @@ def _synthetic(spec: DataSpec) -> DatasetSource:
 def resolve_dataset(spec: DataSpec) -> DatasetSource:
     """Resolve ``spec.dataset`` (synthetic, registry name, folder or .csv) into a source."""
     name = spec.dataset.strip()
-    if norm_name(name) == "synthetic":
+    looks_like_path = (
+        any(c in name for c in "/\\")
+        or name.startswith(("~", "."))
+        or name.lower().endswith(".csv")
+    )
+    if norm_name(name) == "synthetic" and not looks_like_path:
         return _synthetic(spec)
-    registered = registry_name(name)
+    registered = None if looks_like_path else registry_name(name)
     if registered == "mixture_leukemia":
         return _mixture(spec)
     if registered is not None:

@@ -167,6 +167,8 @@ def define_tables(metadata: MetaData) -> dict[str, Table]:
         Column("macs", BigInteger),
         Column("latency_ms", Double),
         Column("timings", json_type()),
+        Column("profile", json_type()),
+        Column("extra", json_type()),
         Column("checkpoint_path", Text),
         Column("recorded_at", timestamp(), nullable=False),
     )

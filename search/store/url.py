@@ -26,7 +26,7 @@ ACCEPTED_FORMS = (
     "sqlite:///relative/path.db, sqlite:////absolute/path.db, or a plain file path ending in "
     + ", ".join(SQLITE_SUFFIXES)
 )
-_PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+_PASSWORD_IN_URL = re.compile(r"([^\s:/@]+:)[^\s@]*@")  # user:password@
 
 
 def mask_url(url: str | URL | None) -> str:

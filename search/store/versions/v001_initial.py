@@ -159,6 +159,8 @@ def _tables_v1(metadata: MetaData) -> None:
         Column("macs", BigInteger),
         Column("latency_ms", Double),
         Column("timings", _json()),
+        Column("profile", _json()),
+        Column("extra", _json()),
         Column("checkpoint_path", Text),
         Column("recorded_at", _timestamp(), nullable=False),
     )

@@ -1,0 +1,580 @@
+"""The results store on real databases: a SQLite file and a fresh PostgreSQL database."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pytest
+import setuptools
+from sqlalchemy import UniqueConstraint, inspect, text
+from sqlalchemy.engine import Connection
+
+from leukmodels.errors import UserError
+from search.store import Store, mask_url, optuna_url, params_key, resolve_url, schema
+from search.store.engine import create_store_engine
+from search.store.migrations import (
+    LATEST_VERSION,
+    MIGRATIONS,
+    Migration,
+    applied_versions,
+    migrate,
+    schema_version,
+)
+
+SPACE = "study: demo\nspace:\n  lr: {loguniform: [1.0e-4, 1.0e-1]}\n"
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    with Store.open(store_url) as opened:
+        yield opened
+
+
+def make_study(store: Store, name: str = "demo", **overrides: Any) -> int:
+    fields: dict[str, Any] = {
+        "space_yaml": SPACE,
+        "space_hash": "hash-1",
+        "space_path": "spaces/demo.yaml",
+        "profile": "smoke",
+        "dataset": "synthetic",
+        "metric": "val_f1",
+        "mode": "max",
+        "code_version": "abc123",
+    }
+    fields.update(overrides)
+    return store.ensure_study(name, **fields)
+
+
+def metric_dict(f1: float, accuracy: float | None = None) -> dict[str, Any]:
+    return {
+        "accuracy": f1 if accuracy is None else accuracy,
+        "precision": np.float64(0.7),
+        "recall": 0.6,
+        "specificity": 0.9,
+        "f1": f1,
+        "npv": np.float32(0.5),
+        "kappa": 0.4,
+        "mcc": float("nan"),
+        "auc": None,
+        "confusion": np.array([[5, 1], [2, 7]]),
+        "per_class": {"ALL": {"f1": 0.8, "support": np.int64(7)}, "hem": {"f1": 0.7}},
+    }
+
+
+def add_trial(
+    store: Store,
+    study_id: int,
+    tune_id: str,
+    *,
+    status: str = "completed",
+    test_f1: float | None = None,
+    val_f1s: tuple[float, ...] = (),
+    params: dict[str, Any] | None = None,
+) -> int:
+    trial_id = store.upsert_trial(
+        study_id, tune_id, params=params or {"name": tune_id}, config={"epochs": 3}
+    )
+    for epoch, value in enumerate(val_f1s):
+        store.record_epoch(trial_id, epoch, {"val_f1": value, "val_loss": 1.0 - value})
+    result = None if test_f1 is None else {"test": metric_dict(test_f1)}
+    store.finish_trial(
+        trial_id, status, result=result, error="boom" if status == "failed" else None
+    )
+    return trial_id
+
+
+def table_names(url: str) -> set[str]:
+    engine = create_store_engine(resolve_url(url))
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def scalar(url: str, query: str) -> Any:
+    engine = create_store_engine(resolve_url(url))
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text(query)).scalar()
+    finally:
+        engine.dispose()
+
+
+# -- URLs ----------------------------------------------------------------------------
+
+
+def test_resolve_url_default_env_and_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LEUKSEARCH_DB", raising=False)
+    assert resolve_url(None) == f"sqlite:///{tmp_path / 'leuksearch.db'}"
+    monkeypatch.setenv("LEUKSEARCH_DB", "postgres://u:pw@db.example:5433/runs")
+    assert resolve_url(None) == "postgresql+psycopg://u:pw@db.example:5433/runs"
+    assert resolve_url("postgresql://u@h/d") == "postgresql+psycopg://u@h/d"
+    assert resolve_url("postgresql+psycopg://u@h/d") == "postgresql+psycopg://u@h/d"
+    assert resolve_url("runs/my.sqlite") == f"sqlite:///{tmp_path / 'runs' / 'my.sqlite'}"
+    assert resolve_url("sqlite:///rel.db") == f"sqlite:///{tmp_path / 'rel.db'}"
+    assert resolve_url("sqlite:////abs/x.db") == "sqlite:////abs/x.db"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["mysql://u:hunter2@h/d", "results.csv", "http://u:hunter2@example.com/x", "sqlite://"],
+)
+def test_resolve_url_rejects_unsupported(bad: str):
+    with pytest.raises(UserError) as info:
+        resolve_url(bad)
+    message = str(info.value)
+    assert "postgresql://" in message and "sqlite:///" in message
+    assert "hunter2" not in message
+    assert "\n" not in message
+
+
+def test_mask_and_optuna_url():
+    assert mask_url("postgresql://bob:s3cret@h:5432/d") == "postgresql://bob:***@h:5432/d"
+    assert "s3cret" not in mask_url("not a url bob:s3cret@x")
+    assert optuna_url("postgres://bob:s3cret@h/d") == "postgresql+psycopg://bob:s3cret@h/d"
+    # Optuna str.format()s its URL: literal braces must survive that.
+    url = optuna_url("sqlite:////tmp/{study}/x.db")
+    assert url.format() == resolve_url("sqlite:////tmp/{study}/x.db")
+
+
+# -- migrations ----------------------------------------------------------------------
+
+
+def test_open_creates_prefixed_tables_and_records_version(store_url: str):
+    with Store.open(store_url) as store:
+        assert store.schema_version() == LATEST_VERSION
+    assert table_names(store_url) == {
+        "ls_schema_version",
+        "ls_studies",
+        "ls_trials",
+        "ls_epochs",
+        "ls_results",
+    }
+
+
+def test_migrate_twice_is_a_noop(store_url: str):
+    with Store.open(store_url) as store:
+        study_id = make_study(store)
+        history = applied_versions(store.engine)
+        assert [h["version"] for h in history] == [1]
+        assert migrate(store.engine) == LATEST_VERSION
+        assert applied_versions(store.engine) == history
+    with Store.open(store_url) as store:
+        assert applied_versions(store.engine) == history
+        assert store.study("demo")["id"] == study_id
+
+
+def test_migrated_schema_matches_schema_module(store_url: str):
+    with Store.open(store_url) as store:
+        inspector = inspect(store.engine)
+        for table in schema.metadata.sorted_tables:
+            columns = {c["name"]: c for c in inspector.get_columns(table.name)}
+            assert set(columns) == set(table.columns.keys()), table.name
+            for column in table.columns:
+                assert columns[column.name]["nullable"] == column.nullable, column.name
+            uniques = {
+                tuple(u["column_names"]) for u in inspector.get_unique_constraints(table.name)
+            }
+            uniques |= {
+                tuple(i["column_names"]) for i in inspector.get_indexes(table.name) if i["unique"]
+            }
+            expected = {
+                tuple(c.columns.keys())
+                for c in table.constraints
+                if isinstance(c, UniqueConstraint)
+            }
+            expected |= {(c.name,) for c in table.columns if c.unique}
+            assert expected <= uniques, table.name
+            indexes = {i["name"] for i in inspector.get_indexes(table.name)}
+            assert {i.name for i in table.indexes} <= indexes, table.name
+
+
+def _add_note_column(conn: Connection) -> None:
+    conn.execute(text("ALTER TABLE ls_trials ADD COLUMN note TEXT"))
+    conn.execute(text("UPDATE ls_trials SET note = 'migrated'"))
+
+
+def test_later_migration_upgrades_version_1_without_data_loss(store_url: str):
+    with Store.open(store_url) as store:
+        study_id = make_study(store)
+        trial_id = add_trial(store, study_id, "t1", test_f1=0.8, val_f1s=(0.5, 0.7))
+        before = store.trial(trial_id)
+        steps = (*MIGRATIONS, Migration(2, "test only: trial notes", _add_note_column))
+        assert migrate(store.engine, steps) == 2
+        assert migrate(store.engine, steps) == 2  # second run: nothing to do
+        assert [h["version"] for h in applied_versions(store.engine)] == [1, 2]
+        assert store.trial(trial_id) == before
+        with store.engine.connect() as conn:
+            note = conn.execute(text("SELECT note FROM ls_trials WHERE id = :i"), {"i": trial_id})
+            assert note.scalar() == "migrated"
+        # this code only knows version 1: a newer database is refused, not damaged
+        with pytest.raises(UserError, match="schema version 2"):
+            migrate(store.engine)
+        assert schema_version(store.engine) == 2
+
+
+def test_concurrent_migrations_apply_each_step_once(store_url: str):
+    url = resolve_url(store_url)
+    engines = [create_store_engine(url) for _ in range(2)]
+    barrier = threading.Barrier(len(engines))
+    outcomes: list[Any] = [None] * len(engines)
+
+    def run(index: int) -> None:
+        barrier.wait(timeout=60)
+        try:
+            outcomes[index] = migrate(engines[index])
+        except Exception as exc:  # reported below
+            outcomes[index] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(engines))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert outcomes == [LATEST_VERSION] * len(engines)
+        assert [h["version"] for h in applied_versions(engines[0])] == [1]
+    finally:
+        for engine in engines:
+            engine.dispose()
+
+
+def test_package_includes_migration_steps():
+    root = Path(__file__).resolve().parents[1]
+    packages = setuptools.find_packages(str(root), include=["search*", "leukmodels*"])
+    assert "search.store.versions" in packages
+
+
+# -- Optuna in the same database -----------------------------------------------------
+
+
+def test_optuna_tables_coexist_untouched(store_url: str):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = optuna.storages.RDBStorage(optuna_url(store_url))
+    study = optuna.create_study(storage=storage, study_name="demo", direction="maximize")
+    trial = study.ask()
+    trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+    study.tell(trial, 0.75)
+    optuna_version = scalar(store_url, "SELECT version_num FROM alembic_version")
+    optuna_tables = table_names(store_url)
+    assert {"studies", "trials", "alembic_version"} <= optuna_tables
+
+    with Store.open(store_url) as store:
+        add_trial(store, make_study(store), "t1", test_f1=0.8)
+    with Store.open(store_url) as store:  # migrate again
+        assert store.schema_version() == LATEST_VERSION
+    ours = table_names(store_url) - optuna_tables
+    assert ours == {"ls_schema_version", "ls_studies", "ls_trials", "ls_epochs", "ls_results"}
+    assert all(not name.startswith("ls_") for name in optuna_tables)
+    assert scalar(store_url, "SELECT version_num FROM alembic_version") == optuna_version
+    assert scalar(store_url, "SELECT count(*) FROM alembic_version") == 1
+
+    storage.remove_session()
+    storage.engine.dispose()
+    again = optuna.load_study(
+        study_name="demo", storage=optuna.storages.RDBStorage(optuna_url(store_url))
+    )
+    assert again.best_value == 0.75
+    assert len(again.trials) == 1
+
+
+# -- writes --------------------------------------------------------------------------
+
+
+def test_ensure_study_is_get_or_create_and_refuses_another_space(store: Store):
+    study_id = make_study(store)
+    assert make_study(store) == study_id
+    assert len(store.studies()) == 1
+    with pytest.raises(UserError) as info:
+        make_study(store, space_hash="hash-2", space_path="spaces/other.yaml")
+    message = str(info.value)
+    assert "'demo' already exists" in message and "different" in message
+    assert "--study" in message and "same file" in message
+    assert store.study("demo")["space_hash"] == "hash-1"
+
+
+def test_study_status_and_storage_path(store: Store):
+    study_id = make_study(store)
+    store.set_storage_path(study_id, "/runs/demo")
+    store.set_study_status(study_id, "interrupted")
+    study = store.study("demo")
+    assert (study["status"], study["storage_path"]) == ("interrupted", "/runs/demo")
+    assert study["space_yaml"] == SPACE
+    with pytest.raises(ValueError, match="running, completed"):
+        store.set_study_status(study_id, "paused")
+    with pytest.raises(LookupError):
+        store.set_study_status(study_id + 99, "completed")
+
+
+def test_upsert_trial_twice_keeps_one_row(store: Store):
+    study_id = make_study(store)
+    first = store.upsert_trial(
+        study_id, "abc_00001", params={"lr": 0.01}, config={"lr": 0.01}, node="n1", seed=3
+    )
+    second = store.upsert_trial(
+        study_id, "abc_00001", params={"lr": 0.01}, config=None, optuna_number=4
+    )
+    assert first == second
+    trials = store.trials(study_id)
+    assert len(trials) == 1
+    trial = trials[0]
+    assert (trial["node"], trial["seed"], trial["optuna_number"]) == ("n1", 3, 4)
+    assert trial["config"] == {"lr": 0.01}
+    assert trial["status"] == "running" and trial["started_at"] is not None
+    assert store.trial_id_for(study_id, "abc_00001") == first
+    assert store.trial_id_for(study_id, "nope") is None
+    retrain = store.upsert_trial(
+        study_id, "abc_00002", params={"lr": 0.01}, config={}, kind="retrain",
+        parent_trial_id=first, repeat=1,
+    )  # fmt: skip
+    assert store.trial(retrain)["parent_trial_id"] == first
+
+
+def test_record_epoch_twice_updates_the_same_row(store: Store):
+    study_id = make_study(store)
+    trial_id = store.upsert_trial(study_id, "t1", params={}, config={})
+    store.record_epoch(trial_id, 1, {"val_f1": 0.5, "train_loss": 2.0, "lr": 0.1})
+    store.record_epoch(trial_id, 1, {"val_f1": 0.6, "train_loss": 1.5, "extra": [1, 2]})
+    store.record_epoch(trial_id, 2, {"val_f1": 0.7})
+    epochs = store.epochs(trial_id)
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    assert epochs[0]["metrics"] == {"val_f1": 0.6, "train_loss": 1.5, "extra": [1, 2]}
+    assert (epochs[0]["val_f1"], epochs[0]["train_loss"], epochs[0]["lr"]) == (0.6, 1.5, None)
+    assert store.trial(trial_id)["epochs_done"] == 2
+    with pytest.raises(LookupError):
+        store.record_epoch(trial_id + 99, 1, {"val_f1": 0.5})
+
+
+def test_failed_trial_keeps_its_error_and_the_study_goes_on(store: Store):
+    study_id = make_study(store)
+    failed = store.upsert_trial(study_id, "t1", params={"lr": 1.0}, config={})
+    store.record_epoch(failed, 0, {"val_f1": 0.1})
+    store.finish_trial(failed, "failed", error="RuntimeError: loss is NaN\n  at epoch 1")
+    store.finish_trial(failed, "failed")  # delivered again without the error
+    ok = add_trial(store, study_id, "t2", test_f1=0.9, val_f1s=(0.8,))
+    trial = store.trial(failed)
+    assert trial["status"] == "failed"
+    assert trial["error"] == "RuntimeError: loss is NaN\n  at epoch 1"
+    assert trial["ended_at"] is not None and trial["result"] is None
+    assert store.study("demo")["counts"]["failed"] == 1
+    assert [t["trial_id"] for t in store.trials(study_id, status="completed")] == [ok]
+    # Tune restarting the failed trial clears its end and error
+    store.upsert_trial(study_id, "t1", params=None, config=None, status="running")
+    restarted = store.trial(failed)
+    assert (restarted["status"], restarted["error"], restarted["ended_at"]) == (
+        "running",
+        None,
+        None,
+    )
+
+
+def test_finish_trial_twice_changes_nothing(store: Store):
+    study_id = make_study(store)
+    trial_id = store.upsert_trial(study_id, "t1", params={}, config={})
+    result = {
+        "test": metric_dict(0.8),
+        "noise": {0.05: metric_dict(0.7), 0.1: metric_dict(0.6)},
+        "profile": {
+            "params": 11_200_000,
+            "flops": 1.8e9,
+            "macs": 9.1e8,
+            "size_mb": 42.7,
+            "latency_ms": 3.5,
+        },
+        "timings": {"train_s": 12.0},
+        "checkpoint_path": Path("/ckpt/t1.pt"),
+        # the rest of a leukmodels.train result
+        "epochs": [{"epoch": 1, "val_f1": 0.5}],
+        "params": {"lr": 0.01},
+        "best_epoch": 2,
+        "split": {"hash": "s1", "warnings": []},
+    }
+    store.finish_trial(trial_id, "completed", result=result, epochs_done=3, fidelity="full")
+    first = store.trial(trial_id)
+    store.finish_trial(trial_id, "completed", result=result, epochs_done=3, fidelity="full")
+    assert store.trial(trial_id) == first
+    r = first["result"]
+    assert (r["f1"], r["precision"], r["mcc"], r["auc"]) == (0.8, 0.7, None, None)
+    assert r["metrics"]["confusion"] == r["confusion"] == [[5, 1], [2, 7]]
+    assert r["metrics"]["per_class"]["ALL"]["support"] == 7
+    assert r["metrics"]["npv"] == pytest.approx(0.5)
+    assert r["noise"]["0.05"]["f1"] == 0.7
+    assert (r["params_count"], r["flops"], r["macs"]) == (11_200_000, 1_800_000_000, 910_000_000)
+    assert (r["latency_ms"], r["checkpoint_path"]) == (3.5, "/ckpt/t1.pt")
+    assert r["profile"]["size_mb"] == 42.7
+    assert r["extra"] == {"best_epoch": 2, "split": {"hash": "s1", "warnings": []}}
+    assert (first["fidelity"], first["epochs_done"], first["error"]) == ("full", 3, None)
+    assert first["duration_s"] >= 0
+    json.dumps(first, allow_nan=False)  # plain JSON all the way down
+
+
+def test_real_classification_metrics_are_stored(store: Store):
+    metrics = pytest.importorskip("leukmodels.metrics")
+    test = metrics.classification_metrics(
+        np.array([0, 1, 1, 0, 1]),
+        np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.7, 0.3], [0.1, 0.9]]),
+        ["hem", "ALL"],
+    )
+    study_id = make_study(store)
+    trial_id = store.upsert_trial(study_id, "t1", params={}, config={})
+    store.finish_trial(trial_id, "completed", result={"test": test})
+    stored = store.trial(trial_id)["result"]
+    assert stored["accuracy"] == pytest.approx(float(test["accuracy"]))
+    assert stored["metrics"]["class_names"] == ["hem", "ALL"]
+    assert np.array_equal(np.array(stored["confusion"]), np.asarray(test["confusion"]))
+
+
+# -- queries -------------------------------------------------------------------------
+
+
+def test_best_orders_completed_trials_by_test_and_validation_metrics(store: Store):
+    study_id = make_study(store)
+    a = add_trial(store, study_id, "a", test_f1=0.70, val_f1s=(0.2, 0.9, 0.4))
+    b = add_trial(store, study_id, "b", test_f1=0.90, val_f1s=(0.5, 0.6))
+    c = add_trial(store, study_id, "c", test_f1=0.80, val_f1s=(0.3, 0.7))
+    add_trial(store, study_id, "pruned", status="pruned", test_f1=0.99, val_f1s=(0.95,))
+    add_trial(store, study_id, "failed", status="failed", val_f1s=(0.99,))
+    store.upsert_trial(study_id, "running", params={}, config={})
+
+    by_val = store.best("demo")  # the study's metric: val_f1, max, best epoch per trial
+    assert [(i["trial_id"], i["value"]) for i in by_val] == [(a, 0.9), (c, 0.7), (b, 0.6)]
+    assert by_val[0]["metric"] == "val_f1" and by_val[0]["params"] == {"name": "a"}
+    assert by_val[0]["metrics"]["f1"] == 0.70
+    assert [i["trial_id"] for i in store.best("demo", "f1")] == [b, c, a]
+    assert [i["trial_id"] for i in store.best("demo", "test_f1", "min", top=2)] == [a, c]
+    assert [i["value"] for i in store.best("demo", "val_loss", "min")] == [
+        pytest.approx(0.1),
+        pytest.approx(0.3),
+        pytest.approx(0.4),
+    ]
+    assert [i["trial_id"] for i in store.best("demo", "npv")] == [a, b, c]  # JSON-only key
+    assert len(store.best("demo", top=1)) == 1
+
+    listed = store.studies()[0]
+    assert (listed["best_value"], listed["best_trial_id"]) == (0.9, a)
+    assert listed["counts"] == {
+        "pending": 0,
+        "running": 1,
+        "completed": 3,
+        "pruned": 1,
+        "failed": 1,
+        "terminated": 0,
+    }
+    assert listed["n_trials"] == 6 and "space_yaml" not in listed
+
+    with pytest.raises(UserError, match="val_f1"):
+        store.best("demo", "val_f2")
+    with pytest.raises(UserError, match="max, min"):
+        store.best("demo", mode="up")
+
+
+def test_best_of_an_unknown_study_lists_the_known_ones(store: Store):
+    make_study(store, "alpha")
+    make_study(store, "beta")
+    with pytest.raises(UserError, match="'gamma'.*alpha, beta"):
+        store.best("gamma")
+    with pytest.raises(UserError, match="alpha, beta"):
+        store.require_study("gamma")
+    assert store.study("gamma") is None
+    assert store.best("alpha") == []  # no completed trials yet
+
+
+def test_completed_keys_survive_the_round_trip(store: Store):
+    study_id = make_study(store)
+    tricky = {
+        "lr": 1e-05,
+        "wd": 3e-4,
+        "big": 1e20,
+        "whole": 3e15,
+        "epochs": 7,
+        "placement": ("stage1", "stage3"),
+        "noise": [0.0, 0.1],
+        "nested": {"b": True, "a": None},
+        "np": np.float32(0.25),
+    }
+    add_trial(store, study_id, "done", params=tricky)
+    add_trial(store, study_id, "failed", status="failed", params={"lr": 0.5})
+    keys = store.completed_keys(study_id)
+    assert keys == {params_key(tricky)}
+    assert params_key({"lr": 0.5}) not in keys
+
+
+# -- connections ---------------------------------------------------------------------
+
+
+def test_unreachable_postgres_is_a_user_error_with_masked_password():
+    with pytest.raises(UserError) as info:
+        Store.open("postgresql://bob:s3cret@127.0.0.1:1/leuksearch", connect_timeout=2)
+    message = str(info.value)
+    assert "s3cret" not in message and "bob:***@127.0.0.1:1" in message
+    assert "\n" not in message
+
+
+def test_missing_postgres_database_is_a_user_error(pg_admin_url: str):
+    from sqlalchemy.engine import make_url
+
+    url = make_url(pg_admin_url).set(database="leuksearch_no_such_db").render_as_string(False)
+    with pytest.raises(UserError, match="leuksearch_no_such_db"):
+        Store.open(url)
+
+
+def test_bad_sqlite_paths_are_user_errors(tmp_path: Path):
+    with pytest.raises(UserError, match="does not exist"):
+        Store.open(str(tmp_path / "missing" / "x.db"))
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(UserError, match="junk.db"):
+        Store.open(str(junk))
+
+
+def test_sqlite_connections_use_wal_busy_timeout_and_foreign_keys(sqlite_url: str):
+    with Store.open(sqlite_url) as store, store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+
+
+def test_concurrent_record_epoch_on_sqlite(sqlite_url: str):
+    with Store.open(sqlite_url) as setup:
+        study_id = make_study(setup)
+        shared = setup.upsert_trial(study_id, "shared", params={}, config={})
+    stores = [Store.open(sqlite_url) for _ in range(2)]
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def write(index: int) -> None:
+        store = stores[index]
+        try:
+            own = store.upsert_trial(study_id, f"own{index}", params={}, config={})
+            barrier.wait(timeout=60)
+            for epoch in range(40):
+                store.record_epoch(own, epoch, {"val_f1": epoch / 40})
+                store.record_epoch(shared, epoch, {"val_f1": index})
+        except BaseException as exc:  # noqa: B036 - reported below
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert errors == []
+        by_tune_id = {t["tune_trial_id"]: t for t in stores[0].trials(study_id)}
+        assert {k: t["epochs_done"] for k, t in by_tune_id.items()} == {
+            "shared": 40,
+            "own0": 40,
+            "own1": 40,
+        }
+        assert len(stores[0].epochs(shared)) == 40
+    finally:
+        for store in stores:
+            store.close()

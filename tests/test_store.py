@@ -13,7 +13,7 @@ import optuna
 import pytest
 import setuptools
 from sqlalchemy import UniqueConstraint, inspect, text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 
 from leukmodels.errors import UserError
 from search.store import Store, mask_url, optuna_url, params_key, resolve_url, schema
@@ -120,6 +120,11 @@ def test_resolve_url_default_env_and_forms(tmp_path: Path, monkeypatch: pytest.M
     assert resolve_url("runs/my.sqlite") == f"sqlite:///{tmp_path / 'runs' / 'my.sqlite'}"
     assert resolve_url("sqlite:///rel.db") == f"sqlite:///{tmp_path / 'rel.db'}"
     assert resolve_url("sqlite:////abs/x.db") == "sqlite:////abs/x.db"
+    odd = resolve_url(str(tmp_path / "a?b #c" / "x.db"))
+    assert resolve_url(odd) == odd  # resolving is idempotent, odd characters survive
+    assert Path(make_url(odd).database) == tmp_path / "a?b #c" / "x.db"
+    monkeypatch.setenv("LEUKSEARCH_DB", "  ")
+    assert resolve_url(None) == f"sqlite:///{tmp_path / 'leuksearch.db'}"
 
 
 @pytest.mark.parametrize(
@@ -518,8 +523,6 @@ def test_unreachable_postgres_is_a_user_error_with_masked_password():
 
 
 def test_missing_postgres_database_is_a_user_error(pg_admin_url: str):
-    from sqlalchemy.engine import make_url
-
     url = make_url(pg_admin_url).set(database="leuksearch_no_such_db").render_as_string(False)
     with pytest.raises(UserError, match="leuksearch_no_such_db"):
         Store.open(url)

@@ -164,11 +164,12 @@ def test_all_taleqani_classes_and_segmented_masks(tmp_path: Path) -> None:
     folders = ["Benign", "[Malignant] early Pre-B", "[Malignant] Pre-B", "[Malignant] Pro-B"]
     for i, folder in enumerate(folders):
         _img(base / "Original" / folder / f"img{i}.jpg")
-    _img(base / "Segmented" / "Benign" / "img0.jpg")
+    _img(base / "Segmented" / "benign" / "img0.png")  # other case and extension
     src = resolve_dataset(DataSpec(dataset="all_taleqani", root=str(tmp_path)))
     assert src.class_names == ["Benign", "Early", "Pre", "Pro"]
     assert src.labels.tolist() == [0, 1, 2, 3]
-    assert src.mask_paths[0].parent.name == "Benign" and src.mask_paths[1] is None
+    assert src.mask_paths[0] == base / "Segmented" / "benign" / "img0.png"
+    assert src.mask_paths[1] is None
 
 
 def test_munich_and_mixture(tmp_path: Path) -> None:

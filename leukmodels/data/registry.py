@@ -240,9 +240,14 @@ def _parse_all_taleqani(folder: Path, spec: DataSpec) -> DatasetSource:
         raise DataError(
             f"all_taleqani: {folder} lacks class folder(s) {missing}; expected {DATASETS['all_taleqani'].layout}"
         )
+    mask_dirs: dict[str, Path] = {}
+    if segmented is not None:  # matched by class, whatever its folders are called there
+        for entry in sorted(segmented.iterdir()):
+            if entry.is_dir() and (cls := _taleqani_class(entry.name)) is not None:
+                mask_dirs.setdefault(cls, entry)
     paths, labels, masks = [], [], []
     for label, cls in enumerate(TALEQANI_CLASSES):
-        mask_dir = find_child(segmented, (found[cls].name,)) if segmented is not None else None
+        mask_dir = mask_dirs.get(cls)
         by_stem = {p.stem.lower(): p for p in list_images(mask_dir)} if mask_dir is not None else {}
         for path in list_images(found[cls]):
             paths.append(path)

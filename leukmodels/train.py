@@ -151,25 +151,23 @@ def run_trial(
     data = prepare_data(config.data, p, log=say)
     n_classes = len(data.class_names)
     say(
-        f"data: {len(data.train_labels)} train / {len(data.val_labels)} val / "
-        f"{len(data.test_labels)} test, {n_classes} classes, split {data.split.hash}"
-        + (" (cached decode)" if data.cache_hit else "")
+        f"data: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test, "
+        f"{n_classes} classes, split {data.split.hash}"
+        + (f" (decode cache hit: {data.cache_path})" if data.cache_hit else "")
     )
-    for warning in data.split.warnings:
-        say(f"warning: {warning}")
     train_loader, val_loader, test_loader = make_loaders(data, p, seed=p.seed)
 
     seed_everything(p.seed)
     model = build_model(p, num_classes=n_classes).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    loss_fn = build_loss(p, list(data.class_counts)).to(device)
+    loss_fn = build_loss(p, list(data.class_counts.values())).to(device)
     optimizer = build_optimizer(model, p)
-    scheduler = build_scheduler(optimizer, p, p.epochs)
+    scheduler = build_scheduler(optimizer, p, p.epochs, mode=config.monitor_mode)
     stopper = EarlyStopping(p.patience, mode=config.monitor_mode)
     scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
     monitor = config.monitor
-    has_val = len(data.val_labels) > 0
+    has_val = len(data.val) > 0
     if not has_val:
         say("warning: no validation images; the best epoch is chosen on training metrics")
 
@@ -215,7 +213,7 @@ def run_trial(
     test["uncertain_fraction"] = uncertain_fraction(proba, p.uncertain_below) if len(y) else None
     noise: dict[str, Any] = {}
     for sigma, images in test_noise_sets(data, p.test_noise, seed=p.seed):
-        ys, ps, _ = predict(model, make_eval_loader(images, data.test_labels, p), None, device)
+        ys, ps, _ = predict(model, make_eval_loader(images, data.test.labels, p), None, device)
         noise[f"{sigma:g}"] = classification_metrics(
             ys, ps, data.class_names, positive=config.data.positive_class
         )
@@ -256,10 +254,12 @@ def run_trial(
             "cache_path": str(data.cache_path) if data.cache_path else None,
             "bad_images": list(data.bad_images),
             "n_bad_images": len(data.bad_images),
-            "class_counts": [int(c) for c in data.class_counts],
+            "class_counts": data.class_counts,
+            "n_no_nucleus": data.n_no_nucleus,
         },
         "timings": {
             "data_prepare_s": data.timings.get("total_s"),
+            "data_decode_s": data.timings.get("decode_s"),
             "train_s": train_s,
             "data_wait_s": sum(r["data_time_s"] for r in epochs),
             "compute_s": sum(r["compute_time_s"] for r in epochs),

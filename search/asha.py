@@ -21,9 +21,13 @@ FULL_FIDELITY_KINDS = ("ablation", "grid")
 class FullFidelityASHA(ASHAScheduler):
     """ASHA on ``epoch`` that exempts the ablation set and the final report."""
 
-    def __init__(self, *, max_epochs: int, grace_epochs: int, reduction_factor: float) -> None:
+    def __init__(
+        self, *, metric: str, mode: str, max_epochs: int, grace_epochs: int, reduction_factor: float
+    ) -> None:
         super().__init__(
             time_attr="epoch",
+            metric=metric,
+            mode=mode,
             max_t=max_epochs,
             grace_period=min(grace_epochs, max_epochs),
             reduction_factor=reduction_factor,

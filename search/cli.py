@@ -182,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         log(f"leuksearch {args.command}: error: {exc}")
         return EXIT_USER
+    except BrokenPipeError:  # e.g. `leuksearch best --json | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         log(f"leuksearch {args.command}: interrupted")
         return 130

@@ -12,7 +12,6 @@ they are; the define-by-run function copies those attributes into the trial's co
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from search.space import Space, iter_ablation_points
@@ -26,10 +25,14 @@ NUMBER = "_optuna_number"
 META_KEYS = (KIND, REPEAT, SEED, FOLD, LABEL, NUMBER)
 
 
-def define_by_run(space: Space) -> Callable[[Any], dict[str, Any]]:
-    """The function OptunaSearch calls with each Optuna trial."""
+class DefineByRun:
+    """The function OptunaSearch calls with each Optuna trial (a class so Tune can pickle it)."""
 
-    def suggest(trial: Any) -> dict[str, Any]:
+    def __init__(self, space: Space) -> None:
+        self.space = space
+
+    def __call__(self, trial: Any) -> dict[str, Any]:
+        space = self.space
         decoded: dict[str, Any] = {}
         for f in space.factors.values():
             if not space.active(f, space._context(decoded)):
@@ -53,8 +56,6 @@ def define_by_run(space: Space) -> Callable[[Any], dict[str, Any]]:
             LABEL: attrs.get("label"),
             NUMBER: trial.number,
         }
-
-    return suggest
 
 
 def encode_point(space: Space, point: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our callback prints progress, not Ray's tables
 import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from leukmodels.errors import UserError
-from search.optuna_space import define_by_run, enqueued_trials
+from search.optuna_space import DefineByRun, enqueued_trials
 from search.space import Space, load_space
 from search.store.store import Store
 
@@ -162,6 +164,8 @@ def _scheduler(space: Space, max_epochs: int) -> Any:
     if sched.kind != "asha":
         return None
     return FullFidelityASHA(
+        metric=space.search.metric,
+        mode=space.search.mode,
         max_epochs=max_epochs,
         grace_epochs=sched.grace_epochs,
         reduction_factor=sched.reduction_factor,
@@ -198,6 +202,7 @@ def run_study(space: Space, opts: RunOptions) -> dict[str, Any]:
     )
     log(f"study {name} (id {study_id}) in {store.masked_url}; Ray results in {storage_path}/{name}")
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     ostorage = optuna.storages.RDBStorage(store.optuna_url)
     sampler = (
         optuna.samplers.RandomSampler(seed=space.search.seed)
@@ -223,7 +228,7 @@ def run_study(space: Space, opts: RunOptions) -> dict[str, Any]:
         f"(full fidelity), then {explore} {space.search.algorithm} trial(s)"
     )
     searcher = OptunaSearch(
-        define_by_run(space),
+        DefineByRun(space),
         metric=space.search.metric,
         mode=space.search.mode,
         sampler=sampler,
@@ -231,7 +236,7 @@ def run_study(space: Space, opts: RunOptions) -> dict[str, Any]:
         study_name=name,
     )
     max_epochs = space.trial_config(space.baseline()).params.epochs
-    callback = StoreCallback(store.url, study_id, space)
+    callback = StoreCallback(store.url, study_id, space, overrides)
     with stdout_to_stderr():
         url = start_ray(opts.address, opts.dashboard)
         if url:
@@ -291,7 +296,9 @@ def resume_study(name: str, opts: RunOptions) -> dict[str, Any]:
             resume_unfinished=True,
             resume_errored=False,
         )
-        callback = _restored_callback(tuner) or StoreCallback(store.url, study["id"], space)
+        callback = _restored_callback(tuner) or StoreCallback(
+            store.url, study["id"], space, overrides
+        )
         tuner.fit()
     return _finish(store, study["id"], name, callback)
 

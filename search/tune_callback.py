@@ -14,9 +14,10 @@ from typing import Any
 
 from ray.tune import Callback
 
-from search.optuna_space import FOLD, KIND, NUMBER, REPEAT, SEED, decode_config
+from search.optuna_space import KIND, NUMBER, REPEAT, SEED, decode_config
 from search.space import EPOCH_METRICS, Space
 from search.store.store import Store
+from search.trainable import trial_config_for
 
 EPOCH_KEYS = (*EPOCH_METRICS, "lr", "epoch_time_s", "data_time_s", "compute_time_s")
 
@@ -28,8 +29,16 @@ def _err(msg: str) -> None:
 class StoreCallback(Callback):
     """Writes trials to the store and prints progress; picklable (holds the URL, not a connection)."""
 
-    def __init__(self, db_url: str, study_id: int, space: Space, summary_every_s: float = 20.0):
+    def __init__(
+        self,
+        db_url: str,
+        study_id: int,
+        space: Space,
+        overrides: dict[str, Any],
+        summary_every_s: float = 20.0,
+    ):
         self.db_url = db_url
+        self.overrides = overrides
         self.study_id = study_id
         self.space = space
         self.summary_every_s = summary_every_s
@@ -63,7 +72,7 @@ class StoreCallback(Callback):
     def _start(self, trial: Any) -> int:
         cfg = trial.config
         point = decode_config(self.space, cfg)
-        tc = self.space.trial_config(point, seed=cfg.get(SEED), fold=cfg.get(FOLD))
+        tc = trial_config_for(self.space, cfg, self.overrides)
         tid = self.store.upsert_trial(
             self.study_id,
             trial.trial_id,

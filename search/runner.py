@@ -186,6 +186,11 @@ def run_study(space: Space, opts: RunOptions) -> dict[str, Any]:
     check_data(space, overrides)
     storage_path = str(Path(opts.storage_path or "runs").expanduser().resolve())
     dataset = overrides.get("dataset", space.data.dataset)
+    queued = enqueued_trials(space)
+    explore = (
+        0 if space.search.algorithm == "grid" else (opts.num_samples or space.search.num_samples)
+    )
+    total = len(queued) + explore
     study_id = store.ensure_study(
         name,
         space_yaml=space.text,
@@ -198,7 +203,7 @@ def run_study(space: Space, opts: RunOptions) -> dict[str, Any]:
         code_version=_code_version(),
         storage_path=str(Path(storage_path) / name),
         description=space.description,
-        config={"options": asdict(opts), "overrides": overrides},
+        config={"options": asdict(opts), "overrides": overrides, "budget": total},
     )
     log(f"study {name} (id {study_id}) in {store.masked_url}; Ray results in {storage_path}/{name}")
 
@@ -249,6 +254,7 @@ def run_study(space: Space, opts: RunOptions) -> dict[str, Any]:
                 num_samples=total,
                 max_concurrent_trials=opts.max_concurrent or space.search.max_concurrent,
                 time_budget_s=space.search.time_budget_s,
+                trial_dirname_creator=_trial_dirname,
             ),
             run_config=tune.RunConfig(
                 name=name,
@@ -259,7 +265,7 @@ def run_study(space: Space, opts: RunOptions) -> dict[str, Any]:
             ),
         )
         tuner.fit()
-    return _finish(store, study_id, name, callback)
+    return _finish(store, study_id, name, callback, space)
 
 
 def resume_study(name: str, opts: RunOptions) -> dict[str, Any]:
@@ -300,7 +306,7 @@ def resume_study(name: str, opts: RunOptions) -> dict[str, Any]:
             store.url, study["id"], space, overrides
         )
         tuner.fit()
-    return _finish(store, study["id"], name, callback)
+    return _finish(store, study["id"], name, callback, space)
 
 
 def _restored_callback(tuner: Any) -> Any:
@@ -314,8 +320,18 @@ def _restored_callback(tuner: Any) -> Any:
     return None
 
 
-def _finish(store: Store, study_id: int, name: str, callback: Any) -> dict[str, Any]:
-    status = "interrupted" if callback.interrupted else "completed"
+def _trial_dirname(trial: Any) -> str:
+    return f"trial_{trial.trial_id}"
+
+
+def _finish(store: Store, study_id: int, name: str, callback: Any, space: Space) -> dict[str, Any]:
+    """Mark the study completed, or interrupted when its budget was not used up."""
+    info = store.study(name) or {}
+    budget = (info.get("config") or {}).get("budget")
+    counts = info.get("counts", {})
+    finished = sum(counts.get(k, 0) for k in ("completed", "pruned", "failed"))
+    short = budget is not None and finished < budget and space.search.time_budget_s is None
+    status = "interrupted" if callback.interrupted or short else "completed"
     store.set_study_status(study_id, status)
     info = store.study(name) or {}
     summary = {

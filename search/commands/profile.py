@@ -1,0 +1,62 @@
+"""``leuksearch profile SPACE``: the complexity table of every architecture in a space.
+
+One row per distinct architecture of the categorical grid (points that differ only in
+training parameters share a row): parameters, FLOPs and MACs (torch's FLOP counter, one
+image), size in MiB and batch-1 CPU latency. Paper 000's Table 11 falls out of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from search.cli import emit_json, log
+from search.space import load_space
+
+
+def architectures(space, num_classes: int) -> list:
+    """Distinct architectures (TrialParams) of the space's grid, in grid order."""
+    from leukmodels.arch import arch_key
+
+    seen: dict[str, object] = {}
+    for point in space.grid():
+        params = space.trial_config(space.fill(point)).params
+        key = json.dumps(arch_key(params), sort_keys=True, default=str)
+        seen.setdefault(key, params)
+    return list(seen.values())
+
+
+def main(args: argparse.Namespace) -> int:
+    from leukmodels.profile import profile
+
+    space = load_space(args.space, args.profile)
+    num_classes = args.num_classes or (
+        space.data.classes if space.data.dataset == "synthetic" else 2
+    )
+    archs = architectures(space, num_classes)
+    log(f"profiling {len(archs)} architecture(s) at {args.input_size}px, {num_classes} classes")
+    rows = []
+    for i, params in enumerate(archs, 1):
+        row = profile(
+            params, num_classes, input_size=args.input_size, latency_runs=args.latency_runs
+        )
+        row["num_classes"] = num_classes
+        rows.append(row)
+        log(
+            f"[{i}/{len(archs)}] {row['label']}: {row['params'] / 1e6:.3f} M params, {row['flops'] / 1e9:.3f} GFLOPs"
+        )
+    if args.json:
+        emit_json(rows)
+        return 0
+    base = {r["backbone"]: r for r in rows if not r["placement"]}
+    print(
+        f"{'architecture':<48} {'params (M)':>10} {'+params':>9} {'GFLOPs':>8} {'GMACs':>7} {'MiB':>7} {'ms/img':>7}"
+    )
+    for r in rows:
+        b = base.get(r["backbone"])
+        extra = f"{(r['params'] - b['params']) / 1e6:+.3f}" if b and r is not b else ""
+        print(
+            f"{r['label']:<48} {r['params'] / 1e6:>10.3f} {extra:>9} {r['flops'] / 1e9:>8.3f} "
+            f"{r['macs'] / 1e9:>7.3f} {r['size_mb']:>7.2f} {r['latency_ms']:>7.2f}"
+        )
+    return 0

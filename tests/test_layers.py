@@ -1,0 +1,111 @@
+"""Layering and hygiene: leukmodels runs a trial without Ray, Optuna or a database; ruff is clean."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVICE_ONLY = ("ray", "optuna", "sqlalchemy", "psycopg", "search")
+
+BLOCKER = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in {blocked!r}:
+            raise ImportError(f"{{name}} is blocked in this test")
+        return None
+sys.meta_path.insert(0, Block())
+"""
+
+TRIAL = """
+import json, sys
+from leukmodels.config import TrialConfig, DataSpec, TrialParams, SplitSpec
+from leukmodels.train import run_trial
+cfg = TrialConfig(
+    data=DataSpec(dataset="synthetic", n=64, patients=8, image_size=32,
+                  split=SplitSpec(train=0.5, val=0.25, test=0.25), cache_dir=sys.argv[1]),
+    params=TrialParams(backbone="resnet18", attention="scab", epochs=1, batch_size=16,
+                       optimizer="adam", lr=1e-3, test_noise=[0, 5]),
+    threads=1,
+)
+result = run_trial(cfg)
+blocked = [m for m in sys.modules if m.split('.')[0] in {blocked!r}]
+print(json.dumps({{"accuracy": result["test"]["accuracy"], "noise": sorted(result["noise"]),
+                  "loaded": blocked}}))
+"""
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_leukmodels_never_imports_the_service_layer() -> None:
+    offenders = {
+        str(p.relative_to(ROOT)): sorted(_imports(p) & set(SERVICE_ONLY))
+        for p in (ROOT / "leukmodels").rglob("*.py")
+    }
+    assert not {k: v for k, v in offenders.items() if v}
+
+
+@pytest.mark.slow
+def test_leukmodels_runs_a_trial_with_ray_optuna_and_sqlalchemy_unavailable(tmp_path: Path) -> None:
+    blocked = ["ray", "optuna", "sqlalchemy", "psycopg", "search"]
+    code = BLOCKER.format(blocked=blocked) + TRIAL.format(blocked=blocked)
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "cache")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = __import__("json").loads(r.stdout.strip().splitlines()[-1])
+    assert 0.0 <= out["accuracy"] <= 1.0
+    assert out["noise"] == ["0", "5"]
+    assert out["loaded"] == []
+
+
+def test_the_blocker_really_blocks(tmp_path: Path) -> None:
+    code = BLOCKER.format(blocked=["optuna"]) + "import optuna\n"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode != 0 and "blocked in this test" in r.stderr
+
+
+@pytest.mark.skipif(
+    shutil.which("ruff") is None and not (Path(sys.executable).parent / "ruff").exists(),
+    reason="ruff not installed",
+)
+def test_ruff_clean() -> None:
+    ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
+    for args in (["check", "."], ["format", "--check", "."]):
+        r = subprocess.run([ruff, *args], capture_output=True, text=True, cwd=ROOT)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+
+
+def test_cluster_configs_parse_and_match_the_package() -> None:
+    cluster = ROOT / "cluster"
+    ray_up = yaml.safe_load((cluster / "ray-cluster.yaml").read_text())
+    assert {"provider", "head_start_ray_commands", "worker_start_ray_commands"} <= set(ray_up)
+    kuberay = yaml.safe_load((cluster / "kuberay.yaml").read_text())
+    assert kuberay["kind"] == "RayCluster" and kuberay["spec"]["workerGroupSpecs"]
+    docs = list(yaml.safe_load_all((cluster / "postgres.yaml").read_text()))
+    assert {d["kind"] for d in docs} == {"Service", "StatefulSet"}
+    dockerfile = (cluster / "Dockerfile").read_text()
+    for package in ("search", "leukmodels"):
+        assert f"COPY --chown=ray:users {package} ./{package}" in dockerfile
+    # the image's Ray and the RayCluster's rayVersion must agree
+    assert f"rayproject/ray:{kuberay['spec']['rayVersion']}-" in dockerfile

@@ -1,0 +1,135 @@
+"""How hard is the synthetic data set, and how fast is it made?
+
+Measures, on 2 CPU threads:
+
+- generation speed (images/s) at 64 px and 224 px;
+- a linear baseline that must fail: scikit-learn LogisticRegression on 8x8 thumbnails
+  (all RGB values flattened, standardised), n=2000 at 64 px, patient-grouped 80/20
+  splits (several split seeds);
+- a CNN that must succeed: timm resnet18 (pretrained=False) trained from scratch on
+  320 images at 64 px for a smoke budget (Adam 1e-3, batch 32, flips, [0,1] then
+  ImageNet normalisation), tested on 400 images made with another seed (other patients).
+
+Usage: python bench/synthetic_hardness.py [--classes 2 4] [--repeats 3] [--epochs 6]
+Results are recorded in bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import cv2
+import numpy as np
+import timm
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GroupShuffleSplit
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from leukmodels.data.synthetic import generate
+
+IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+
+def speed(size: int, n: int) -> float:
+    """Images per second for generate(n, size=size), best of two runs."""
+    generate(8, size=size)  # warm-up (imports, allocator)
+    best = float("inf")
+    for seed in (0, 1):
+        start = time.perf_counter()
+        generate(n, size=size, seed=seed)
+        best = min(best, time.perf_counter() - start)
+    return n / best
+
+
+def thumbnails(images: np.ndarray, side: int = 8) -> np.ndarray:
+    """(N, side*side*3) float features: area-averaged thumbnails of every image."""
+    small = [cv2.resize(im, (side, side), interpolation=cv2.INTER_AREA) for im in images]
+    return np.stack(small).reshape(len(images), -1).astype(np.float64)
+
+
+def logreg_accuracy(classes: int, splits: int) -> list[float]:
+    """Test accuracy of a linear model on 8x8 thumbnails, one value per grouped split."""
+    data = generate(2000, classes=classes, size=64, seed=0, patients=40)
+    x, y = thumbnails(data.images), data.labels
+    accs = []
+    cv = GroupShuffleSplit(n_splits=splits, test_size=0.2, random_state=0)
+    for train, test in cv.split(x, y, groups=data.patients):
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000))
+        model.fit(x[train], y[train])
+        accs.append(float(model.score(x[test], y[test])))
+    return accs
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 NHWC -> float NCHW, scaled to [0, 1] and ImageNet-normalised."""
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
+    return (x - IMAGENET_MEAN) / IMAGENET_STD
+
+
+def cnn_accuracy(classes: int, epochs: int, seed: int) -> tuple[float, float]:
+    """(test accuracy, seconds) of resnet18 trained from scratch on 320 images."""
+    train = generate(320, classes=classes, size=64, seed=1000 + seed, patients=40)
+    test = generate(400, classes=classes, size=64, seed=2000 + seed, patients=40)
+    torch.manual_seed(seed)
+    model = timm.create_model("resnet18", pretrained=False, num_classes=classes)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x, y = to_tensor(train.images), torch.from_numpy(train.labels)
+    start = time.perf_counter()
+    for _ in range(epochs):
+        model.train()
+        order = torch.randperm(len(y))
+        for i in range(0, len(y), 32):
+            idx = order[i : i + 32]
+            xb = x[idx]
+            flip = torch.rand(2, len(idx)) < 0.5
+            xb = torch.where(flip[0].view(-1, 1, 1, 1), xb.flip(3), xb)
+            xb = torch.where(flip[1].view(-1, 1, 1, 1), xb.flip(2), xb)
+            loss = torch.nn.functional.cross_entropy(model(xb), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    model.eval()
+    xt, yt = to_tensor(test.images), torch.from_numpy(test.labels)
+    with torch.no_grad():
+        pred = torch.cat([model(xt[i : i + 100]).argmax(1) for i in range(0, len(yt), 100)])
+    seconds = time.perf_counter() - start
+    return float((pred == yt).float().mean()), seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--classes", type=int, nargs="+", default=[2, 4])
+    parser.add_argument("--repeats", type=int, default=3, help="CNN runs (training seeds)")
+    parser.add_argument("--splits", type=int, default=5, help="grouped logreg splits")
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--no-speed", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    cv2.setNumThreads(2)
+
+    if not args.no_speed:
+        print("generation speed (2 threads)")
+        for size, n in ((64, 2000), (224, 200)):
+            print(f"  {size:>3} px: {speed(size, n):8.0f} images/s")
+    print()
+    print(
+        f"{'classes':>7} | {'logreg 8x8 (mean, min-max)':>27} | {'resnet18 (mean, min-max)':>25} | s/run"
+    )
+    for classes in args.classes:
+        lr = logreg_accuracy(classes, args.splits)
+        runs = [cnn_accuracy(classes, args.epochs, seed) for seed in range(args.repeats)]
+        cnn = [a for a, _ in runs]
+        secs = np.mean([s for _, s in runs])
+        print(
+            f"{classes:>7} | {np.mean(lr):6.1%} ({min(lr):6.1%}-{max(lr):6.1%})      |"
+            f" {np.mean(cnn):6.1%} ({min(cnn):6.1%}-{max(cnn):6.1%})   | {secs:5.0f}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,7 @@
+"""Ablation reports: statistics, tables, figures and the paper's numbers for a study.
+
+``collect`` (store -> frames), ``stats`` (bootstrap CIs), ``ablation``, ``paper``,
+``importance`` and ``tables`` (the tables), ``header`` (what stands behind them),
+``figures`` (PNGs), ``display`` and ``render`` (Markdown and self-contained HTML) and
+``build`` (:func:`~search.report.build.build_report`, ``write_report``).
+"""

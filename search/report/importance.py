@@ -1,0 +1,126 @@
+"""Factor importance with Optuna's evaluators, on the store's fully trained trials.
+
+The trials are copied into an in-memory Optuna study whose objective is the report's
+test metric (the search's own Optuna study holds the validation objective, and the
+values of ASHA-pruned trials at whatever epoch they were cut): each trial's completed
+point, encoded as the search suggested it, with the factor's distribution. Importance is
+then ``optuna.importance.get_param_importances`` with PED-ANOVA and fANOVA.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import optuna
+import pandas as pd
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.importance import (
+    FanovaImportanceEvaluator,
+    PedAnovaImportanceEvaluator,
+    get_param_importances,
+)
+
+from search.report.collect import StudyData
+from search.space import Space
+
+MIN_TRIALS = 3
+
+
+def distributions(space: Space) -> dict[str, BaseDistribution]:
+    """The Optuna distribution of every factor the search varies."""
+    out: dict[str, BaseDistribution] = {}
+    for f in space.factors.values():
+        if not f.searched:
+            continue
+        if f.categorical:
+            out[f.name] = CategoricalDistribution(f.encoded_levels)
+        elif f.kind == "int":
+            out[f.name] = IntDistribution(int(f.low), int(f.high), step=int(f.step or 1))
+        else:
+            out[f.name] = FloatDistribution(f.low, f.high, log=f.kind == "loguniform")
+    return out
+
+
+def metric_study(data: StudyData, metric: str) -> optuna.Study:
+    """An in-memory study of the fully trained trials with ``metric`` as the objective."""
+    dists = distributions(data.space)
+    study = optuna.create_study(direction="maximize", study_name=f"{data.study['name']}:{metric}")
+    t = data.trials
+    for _, row in t[t["full"]].iterrows():
+        value = row[metric]
+        if not math.isfinite(value):
+            continue
+        params: dict[str, Any] = {}
+        used: dict[str, BaseDistribution] = {}
+        for name, dist in dists.items():
+            if name in row["point"]:
+                params[name] = data.space.factors[name].encode(row["point"][name])
+                used[name] = dist
+        trial = optuna.trial.create_trial(
+            params=params,
+            distributions=used,
+            value=float(value),
+            user_attrs={"trial_id": int(row["trial_id"])},
+        )
+        study.add_trial(trial)
+    return study
+
+
+def factor_importance(data: StudyData, metric: str) -> tuple[pd.DataFrame, list[str]]:
+    """Importance (normalised to sum 1) of each varied factor by PED-ANOVA and fANOVA,
+    and notes saying why an evaluator gave nothing."""
+    notes: list[str] = []
+    cols = ["factor", "ped_anova", "fanova", "distinct_values"]
+    study = metric_study(data, metric)
+    trials = study.get_trials(deepcopy=False)
+    if len(trials) < MIN_TRIALS:
+        return pd.DataFrame(columns=cols), [
+            f"importance needs at least {MIN_TRIALS} fully trained trials; the study has {len(trials)}."
+        ]
+    distinct = {
+        name: len({repr(t.params[name]) for t in trials if name in t.params})
+        for name in distributions(data.space)
+    }
+    varied = [name for name, n in distinct.items() if n > 1]
+    flat = [name for name, n in distinct.items() if n == 1]
+    if flat:
+        notes.append(
+            f"{', '.join(flat)} took a single value in the fully trained trials: no importance."
+        )
+    if not varied:
+        return pd.DataFrame(columns=cols), [*notes, "no factor varied across fully trained trials."]
+    results: dict[str, dict[str, float]] = {}
+    for label, evaluator in (
+        ("ped_anova", PedAnovaImportanceEvaluator()),
+        ("fanova", FanovaImportanceEvaluator(seed=0)),
+    ):
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                results[label] = get_param_importances(study, evaluator=evaluator, params=varied)
+        except (ValueError, RuntimeError) as exc:
+            notes.append(f"{label}: {exc}")
+            continue
+        for w in caught:
+            if issubclass(w.category, optuna.exceptions.ExperimentalWarning):
+                continue
+            notes.append(f"{label}: {w.message}")
+    rows = [
+        {
+            "factor": name,
+            "ped_anova": results.get("ped_anova", {}).get(name),
+            "fanova": results.get("fanova", {}).get(name),
+            "distinct_values": distinct[name],
+        }
+        for name in varied
+    ]
+    frame = pd.DataFrame(rows, columns=cols)
+    order = "ped_anova" if "ped_anova" in results else "fanova"
+    return frame.sort_values(order, ascending=False, na_position="last"), notes

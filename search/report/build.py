@@ -274,8 +274,12 @@ class _Builder:
         self.add(
             "p",
             f"Importance of each searched factor for test {self.primary} over every fully "
-            "trained trial (ablation and exploration alike), by Optuna's PED-ANOVA and fANOVA "
-            "(normalised to sum 1). Pruned trials have no test result and are not included.",
+            "trained trial (ablation and exploration alike), normalised to sum 1. fANOVA: the "
+            "share of the metric's variance a factor explains (random-forest functional "
+            "ANOVA). PED-ANOVA: how differently a factor is distributed in the best 10 % of "
+            "trials than in all of them; a range factor that the repeated ablation runs hold "
+            "at one value can look important to it. Pruned trials have no test result and "
+            "are not included.",
         )
         if table.empty:
             self.add("p", "Not computed: " + " ".join(notes))

@@ -147,4 +147,5 @@ def complexity_display(table: pd.DataFrame) -> pd.DataFrame:
 
 def noise_display(group: pd.DataFrame) -> pd.DataFrame:
     shown = group.drop(columns=["config"])
+    shown = shown.assign(sigma=shown["sigma"].map(lambda s: f"{s:g}"))
     return shown.assign(**{m: shown[m].map(num) for m in NOISE_METRICS})

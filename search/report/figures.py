@@ -121,7 +121,7 @@ def importance_bars(table: pd.DataFrame, path: Path) -> Path:
     fig = Figure(figsize=(6, 0.5 + 0.45 * max(len(table), 2)))
     ax = fig.subplots()
     y = np.arange(len(table))
-    for i, col in enumerate(("ped_anova", "fanova")):
+    for i, col in enumerate(("fanova", "ped_anova")):
         ax.barh(y + 0.4 * i - 0.2, table[col].astype(float).fillna(0), height=0.4, label=col)
     ax.set_yticks(y, table["factor"])
     ax.invert_yaxis()

@@ -74,10 +74,10 @@ def metric_study(data: StudyData, metric: str) -> optuna.Study:
 
 
 def factor_importance(data: StudyData, metric: str) -> tuple[pd.DataFrame, list[str]]:
-    """Importance (normalised to sum 1) of each varied factor by PED-ANOVA and fANOVA,
-    and notes saying why an evaluator gave nothing."""
+    """Importance (normalised to sum 1) of each varied factor by fANOVA and PED-ANOVA,
+    most important first, and notes saying why an evaluator gave nothing."""
     notes: list[str] = []
-    cols = ["factor", "ped_anova", "fanova", "distinct_values"]
+    cols = ["factor", "fanova", "ped_anova", "distinct_values"]
     study = metric_study(data, metric)
     trials = study.get_trials(deepcopy=False)
     if len(trials) < MIN_TRIALS:
@@ -115,12 +115,12 @@ def factor_importance(data: StudyData, metric: str) -> tuple[pd.DataFrame, list[
     rows = [
         {
             "factor": name,
-            "ped_anova": results.get("ped_anova", {}).get(name),
             "fanova": results.get("fanova", {}).get(name),
+            "ped_anova": results.get("ped_anova", {}).get(name),
             "distinct_values": distinct[name],
         }
         for name in varied
     ]
     frame = pd.DataFrame(rows, columns=cols)
-    order = "ped_anova" if "ped_anova" in results else "fanova"
+    order = "fanova" if "fanova" in results else "ped_anova"
     return frame.sort_values(order, ascending=False, na_position="last"), notes

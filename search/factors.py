@@ -1,8 +1,10 @@
 """Factors of a search space: what one key under ``space:`` may take.
 
 Kinds: a constant (a bare value), ``{choice: [...]}``, ``{int: [lo, hi]}`` (optional
-``step``), ``{uniform: [lo, hi]}``, ``{loguniform: [lo, hi]}`` and ``{subset: [sites]}``
-(any non-empty subset, optionally bounded by ``min_size`` / ``max_size``). Any factor
+``step``), ``{uniform: [lo, hi]}``, ``{loguniform: [lo, hi]}``, ``{subset: [sites]}``
+(any non-empty subset, optionally bounded by ``min_size`` / ``max_size``) and
+``{bundle: {level: {param: value, ...}}}`` (named settings that move several parameters
+together, e.g. the two optimiser settings a paper states; its name is free). Any factor
 may carry ``when: "<condition>"``; when the condition is false the factor is inactive
 and the trial uses the parameter's default.
 
@@ -19,7 +21,7 @@ from typing import Any
 
 from search.conditions import Condition
 
-KINDS = ("choice", "int", "uniform", "loguniform", "subset")
+KINDS = ("choice", "int", "uniform", "loguniform", "subset", "bundle")
 RANGE_KINDS = ("int", "uniform", "loguniform")
 
 
@@ -45,10 +47,11 @@ class Factor:
     when: Condition | None = None
     sites: list[str] | None = None
     default: Any = None  # the value when the factor is inactive
+    bundles: dict[str, dict[str, Any]] | None = None  # bundle: level -> parameters
 
     @property
     def categorical(self) -> bool:
-        return self.kind in ("constant", "choice", "subset")
+        return self.kind in ("constant", "choice", "subset", "bundle")
 
     @property
     def searched(self) -> bool:
@@ -94,6 +97,8 @@ class Factor:
                 out["step"] = self.step
         if self.sites is not None:
             out["sites"] = self.sites
+        if self.bundles is not None:
+            out["bundles"] = self.bundles
         if self.when is not None:
             out["when"] = self.when.source
             out["default_when_inactive"] = self.default

@@ -79,12 +79,13 @@ def decode_config(space: Space, config: dict[str, Any]) -> dict[str, Any]:
     return space.fill(point)
 
 
-def runs_per_point(space: Space) -> list[tuple[int, int, int | None]]:
+def runs_per_point(space: Space, point: dict[str, Any]) -> list[tuple[int, int, int | None]]:
     """(repeat, seed, fold) for every run of one enqueued point.
 
     ``search.repeats`` seeds each; for k-fold protocols every fold is run for every seed.
     """
-    k = space.data.split.k if space.data.split.kind == "kfold" else None
+    split = space.trial_config(point).data.split
+    k = split.k if split.kind == "kfold" else None
     out = []
     for r in range(space.search.repeats):
         seed = space.search.seed + r
@@ -105,7 +106,7 @@ def enqueued_trials(space: Space) -> list[tuple[dict[str, Any], dict[str, Any]]]
             ("ablation", f"{factor}={label}", p) for factor, label, p in iter_ablation_points(space)
         ]
     for kind, label, point in points:
-        for repeat, seed, fold in runs_per_point(space):
+        for repeat, seed, fold in runs_per_point(space, point):
             attrs = {"kind": kind, "repeat": repeat, "seed": seed}
             if fold is not None:
                 attrs["fold"] = fold

@@ -200,8 +200,14 @@ class Space:
     def trial_config(
         self, point: dict[str, Any], *, seed: int | None = None, fold: int | None = None
     ) -> TrialConfig:
-        """The :class:`TrialConfig` for one point of the space."""
-        params = {k: v for k, v in point.items() if k not in DATA_FACTORS}
+        """The :class:`TrialConfig` for one point of the space (bundles expanded)."""
+        params: dict[str, Any] = {}
+        for k, v in point.items():
+            f = self.factors.get(k)
+            if f is not None and f.kind == "bundle":
+                params.update(f.bundles[v])
+            elif k not in DATA_FACTORS:
+                params[k] = v
         data = self.protocols[point["protocol"]] if "protocol" in point else self.data
         data = data.model_copy(deep=True)
         if fold is not None:
@@ -465,13 +471,17 @@ def _factors(raw: Any, errors: _Errors, protocols: dict[str, DataSpec]) -> dict[
     for name, spec in raw.items():
         loc = ("space", name)
         declared.add(str(name))
-        if name not in valid:
+        if isinstance(spec, dict) and "bundle" in spec:
+            factor = _bundle(str(name), spec, loc, errors, valid, raw)
+        elif name not in valid:
             errors.add(
-                loc, f"unknown parameter{_suggest(str(name), valid)}; valid: {', '.join(valid)}"
+                loc,
+                f"unknown parameter{_suggest(str(name), valid)}; valid: {', '.join(valid)} "
+                "(or a bundle of them: {bundle: {level: {param: value}}})",
             )
             continue
-        default = getattr(defaults, name, None)
-        factor = _factor(str(name), spec, loc, errors, default)
+        else:
+            factor = _factor(str(name), spec, loc, errors, getattr(defaults, name, None))
         if factor is None:
             continue
         if name == "protocol":
@@ -490,6 +500,53 @@ def _factors(raw: Any, errors: _Errors, protocols: dict[str, DataSpec]) -> dict[
                 )
         factors[str(name)] = factor
     return factors
+
+
+def _bundle(
+    name: str, spec: dict, loc: tuple, errors: _Errors, valid: list[str], raw: dict
+) -> Factor | None:
+    """A bundle factor: named levels, each a mapping of parameters set together."""
+    extra = sorted(set(spec) - {"bundle", "when"})
+    if extra:
+        errors.add(loc, f"a bundle takes only 'bundle' and 'when' (got {', '.join(extra)})")
+        return None
+    body = spec["bundle"]
+    if name in valid:
+        errors.add(loc, f"a bundle needs its own name, not the parameter name '{name}'")
+        return None
+    if (
+        not isinstance(body, dict)
+        or not body
+        or not all(isinstance(v, dict) for v in body.values())
+    ):
+        errors.add(loc + ("bundle",), "bundle maps level names to {parameter: value} mappings")
+        return None
+    ok = True
+    for level, params in body.items():
+        for key, value in params.items():
+            where = loc + ("bundle", level, key)
+            if key not in TrialParams.model_fields:
+                errors.add(
+                    where, f"unknown parameter{_suggest(str(key), list(TrialParams.model_fields))}"
+                )
+                ok = False
+            elif key in raw:
+                errors.add(where, f"'{key}' is also a factor of the space; set it in one place")
+                ok = False
+            else:
+                ok = _check_value(key, value, where, errors) and ok
+    when = None
+    if spec.get("when") is not None:
+        try:
+            when = parse_condition(str(spec["when"]))
+        except ConditionError as exc:
+            errors.add(loc + ("when",), f"bad condition {spec['when']!r}: {exc}")
+            return None
+    if not ok:
+        return None
+    levels = [str(k) for k in body]
+    bundles = {str(k): dict(v) for k, v in body.items()}
+    return Factor(name, "bundle", levels, when=when, default=levels[0], bundles=bundles)
 
 
 def _factor(name: str, spec: Any, loc: tuple, errors: _Errors, default: Any) -> Factor | None:

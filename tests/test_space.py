@@ -49,7 +49,11 @@ def test_describe_json_names_factors_levels_and_grid() -> None:
     ("old", "new", "expect"),
     [
         ("choice: [none, pcab, scab]", "choice: [none, pcab, scabb]", ["scabb", ":35:", "'scab'"]),
-        ("batch_size: {choice: [16, 32]}", "batch_size: sixteen", ["sixteen", "batch_size", ":43:"]),
+        (
+            "batch_size: {choice: [16, 32]}",
+            "batch_size: sixteen",
+            ["sixteen", "batch_size", ":43:"],
+        ),
         (
             "attention: {choice: [none, pcab, scab]}",
             "attention: {choice: [none, pcab, scab]",
@@ -169,7 +173,9 @@ def test_ablation_points_one_factor_at_a_time() -> None:
     points = iter_ablation_points(space)
     base = points[0][2]
     assert points[0][0] == "baseline"
-    assert base["backbone"] == "resnet18" and base["attention"] == "none" and base["pooling"] == "gap"
+    assert (
+        base["backbone"] == "resnet18" and base["attention"] == "none" and base["pooling"] == "gap"
+    )
     for factor, _label, point in points[1:]:
         if factor == "configuration":
             continue
@@ -191,3 +197,32 @@ def test_condition_language() -> None:
     for bad in ["__import__('os')", "a.b == 1", "x + 1 == 2", "lambda: 1"]:
         with pytest.raises(ConditionError):
             parse_condition(bad)
+
+
+def test_bundle_moves_parameters_together(tmp_path: Path) -> None:
+    p = write(
+        tmp_path,
+        """
+study: t
+space:
+  optimiser_setting:
+    bundle:
+      adam: {optimizer: adam, lr: 1.0e-3, weight_decay: 1.0e-4}
+      adamw: {optimizer: adamw, lr: 3.0e-4, weight_decay: 1.0e-5}
+  loss: {choice: [ce, focal]}
+""",
+    )
+    space = load_space(p)
+    assert space.grid_size == 4
+    cfg = space.trial_config(space.fill({"optimiser_setting": "adamw"}))
+    assert (cfg.params.optimizer, cfg.params.lr, cfg.params.weight_decay) == ("adamw", 3e-4, 1e-5)
+    bad = (
+        p.read_text()
+        .replace("lr: 3.0e-4", "lrr: 3.0e-4")
+        .replace("loss:", "optimizer: sgd\n  loss:")
+    )
+    with pytest.raises(UserError) as info:
+        load_space(write(tmp_path, bad.replace("optimizer: adam,", "optimizer: adam,", 1)))
+    msg = str(info.value)
+    assert "lrr" in msg and "did you mean 'lr'" in msg
+    assert "also a factor" in msg

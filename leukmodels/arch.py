@@ -56,43 +56,19 @@ from leukmodels.blocks.attention import (
     honoured_options,
     resolved_options,
 )
-from leukmodels.config import BACKBONES, TrialParams
+from leukmodels.config import TrialParams
 from leukmodels.errors import UserError
+from leukmodels.sites import (  # noqa: F401  (re-exported: the site vocabulary lives there)
+    ARCH_FIELDS,
+    DILATABLE,
+    NATIVE_SE_STAGES,
+    STAGE_COUNTS,
+    sites,
+)
 
 log = logging.getLogger(__name__)
 
-STAGE_COUNTS: dict[str, int] = {
-    "resnet18": 4,
-    "resnet50": 4,
-    "mobilenetv4_conv_small": 5,
-    "mobilenetv4_conv_medium": 5,
-    "efficientnetv2_s": 6,
-    "mobilenetv1_100": 5,
-    "mobilenetv3_large_100": 7,
-    "densenet121": 4,
-}
-NATIVE_SE_STAGES: dict[str, tuple[str, ...]] = {
-    "efficientnetv2_s": ("stage4", "stage5", "stage6"),
-    "mobilenetv3_large_100": ("stage3", "stage5", "stage6"),
-}
-DILATABLE = ("resnet18", "resnet50", "efficientnetv2_s", "mobilenetv1_100")
 POOL_TYPES = {"gap": "avg", "gmp": "max", "both": "catavgmax"}
-
-ARCH_FIELDS: tuple[str, ...] = (
-    "backbone",
-    "attention",
-    "placement",
-    "attention_reduction",
-    "attention_pooling",
-    "spatial_conv",
-    "spatial_kernel",
-    "native_se",
-    "backbone_conv",
-    "output_stride",
-    "pooling",
-    "head_bn",
-)
-"""TrialParams fields that change the layers (``pretrained`` and ``dropout`` do not)."""
 
 _ATTN_PARAM = {
     "reduction": "attention_reduction",
@@ -143,13 +119,6 @@ class LoadReport:
     skipped: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
-
-
-def sites(backbone: str) -> list[str]:
-    """The placement sites ``stage1`` .. ``stageN`` of ``backbone``."""
-    if backbone not in STAGE_COUNTS:
-        raise UserError(f"backbone {backbone!r} is unknown; use one of {list(BACKBONES)}")
-    return [f"stage{i}" for i in range(1, STAGE_COUNTS[backbone] + 1)]
 
 
 def count_attention(model: nn.Module) -> int:

@@ -702,7 +702,7 @@ def _check_sites(space: Space, errors: _Errors) -> None:
     if f is None:
         return
     try:
-        from leukmodels.arch import sites
+        from leukmodels.sites import sites
     except ImportError:  # pragma: no cover - arch module not installed yet
         return
     bf = space.factors.get("backbone")

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from leukmodels.sites import ARCH_FIELDS  # noqa: F401  (torch-free)
 from search.space import Space, load_space
 from search.store.store import Store
 
@@ -24,22 +25,6 @@ METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "kappa", "auc
 EXTRA_METRICS = ("mcc", "balanced_accuracy", "npv")
 STAT_KINDS = ("ablation", "grid", "explore")
 """Trial kinds whose fully trained runs enter the statistics (not ``retrain``)."""
-ARCH_FIELDS = (
-    "backbone",
-    "attention",
-    "placement",
-    "attention_reduction",
-    "attention_pooling",
-    "spatial_conv",
-    "spatial_kernel",
-    "native_se",
-    "backbone_conv",
-    "output_stride",
-    "pooling",
-    "head_bn",
-)
-"""TrialParams fields that change the layers (mirrors ``leukmodels.arch.ARCH_FIELDS``,
-which is not imported here so that a report never loads torch)."""
 
 
 @dataclass

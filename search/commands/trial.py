@@ -42,6 +42,11 @@ def build_config(
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
+            + (
+                f" (got {e['input']!r})"
+                if "input" in e and not isinstance(e["input"], dict)
+                else ""
+            )
             for e in exc.errors()
         )
         raise UserError(f"bad trial parameters: {problems}") from None

@@ -1,0 +1,92 @@
+"""The training loop: reproducible on the CPU, per-epoch callback, early stopping, checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from leukmodels.config import DataSpec, SplitSpec, TrialConfig, TrialParams
+from leukmodels.train import run_trial
+
+pytestmark = pytest.mark.slow
+
+
+def tiny(tmp_path: Path, **params: object) -> TrialConfig:
+    base = {"backbone": "resnet18", "epochs": 2, "batch_size": 16, "optimizer": "adam", "lr": 1e-3}
+    return TrialConfig(
+        data=DataSpec(
+            dataset="synthetic",
+            n=96,
+            patients=12,
+            image_size=32,
+            split=SplitSpec(train=0.5, val=0.25, test=0.25),
+            augment=["hflip", "vflip"],
+            cache_dir=str(tmp_path / "cache"),
+        ),
+        params=TrialParams(**{**base, **params}),
+        threads=1,
+    )
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers(tmp_path: Path) -> None:
+    a = run_trial(tiny(tmp_path, seed=3))
+    b = run_trial(tiny(tmp_path, seed=3))
+    c = run_trial(tiny(tmp_path, seed=4))
+    losses = lambda r: [e["train_loss"] for e in r["epochs"]]  # noqa: E731
+    assert losses(a) == losses(b)
+    assert a["test"]["confusion"] == b["test"]["confusion"]
+    assert losses(a) != losses(c)
+    assert a["split"]["hash"] == b["split"]["hash"]
+    assert a["seed"] == 3
+
+
+def test_callback_per_epoch_early_stopping_and_checkpoint(tmp_path: Path) -> None:
+    seen: list[dict] = []
+    cfg = tiny(tmp_path, epochs=6, patience=1)
+    cfg.checkpoint_dir = str(tmp_path / "ck")
+    result = run_trial(cfg, on_epoch=seen.append)
+    assert [r["epoch"] for r in seen] == [r["epoch"] for r in result["epochs"]]
+    # where patience 1 must stop: the first epoch that does not beat the best so far
+    values = [r["val_f1"] for r in seen]
+    expected = next(
+        (i + 1 for i in range(1, 6) if i < len(values) and values[i] <= max(values[:i])), 6
+    )
+    assert len(seen) == expected
+    assert all(
+        {"train_loss", "val_f1", "val_accuracy", "lr", "epoch_time_s"} <= set(r) for r in seen
+    )
+    best = result["best_epoch"]
+    assert result["best_value"] == max(r["val_f1"] for r in seen)
+    assert seen[best - 1]["val_f1"] == result["best_value"]
+    ck = torch.load(result["checkpoint_path"], weights_only=False)
+    assert ck["best_epoch"] == best and ck["class_names"] == ["normal", "all"]
+    assert set(result["timings"]) >= {
+        "data_prepare_s",
+        "train_s",
+        "data_wait_s",
+        "compute_s",
+        "test_s",
+    }
+    for key in (
+        "accuracy",
+        "precision",
+        "recall",
+        "specificity",
+        "f1",
+        "npv",
+        "kappa",
+        "mcc",
+        "auc",
+        "confusion",
+    ):
+        assert key in result["test"]
+    assert result["profile"]["params"] > 1_000_000
+
+
+def test_test_time_noise_sweep_is_reported_per_sigma(tmp_path: Path) -> None:
+    result = run_trial(tiny(tmp_path, epochs=1, test_noise=[0, 2, 5, 8, 10]))
+    assert list(result["noise"]) == ["0", "2", "5", "8", "10"]
+    assert result["noise"]["0"]["confusion"] == result["test"]["confusion"]
+    assert all(0 <= m["accuracy"] <= 1 for m in result["noise"].values())

@@ -195,7 +195,9 @@ class TrialConfig(_Strict):
     threads: int | None = Field(None, ge=1)
     device: str | None = None
     checkpoint_dir: str | None = None
-    monitor: str = Field("val_f1", description="validation metric for the best epoch and early stopping")
+    monitor: str = Field(
+        "val_f1", description="validation metric for the best epoch and early stopping"
+    )
     monitor_mode: Literal["max", "min"] = "max"
 
 

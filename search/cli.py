@@ -143,11 +143,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int)
     p.add_argument("--out", help="folder for the checkpoint (default runs/retrain-ID-TIME)")
     p.add_argument("--json", action="store_true")
-    p = sub.add_parser("report", help="ablation tables, statistics, plots and the paper's numbers for a study")
+    p = sub.add_parser(
+        "report", help="ablation tables, statistics, plots and the paper's numbers for a study"
+    )
     p.add_argument("--study", required=True)
     _add_db(p)
-    p.add_argument("--out", required=True, help="output folder (report.md, report.html, tables/, figures/)")
-    p.add_argument("--metric", help="test metric the tables centre on (default: accuracy and f1 and the rest)")
+    p.add_argument(
+        "--out", required=True, help="output folder (report.md, report.html, tables/, figures/)"
+    )
+    p.add_argument(
+        "--metric", help="test metric the tables centre on (default: accuracy and f1 and the rest)"
+    )
     p.add_argument("--json", action="store_true")
     return parser
 

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from leukmodels.data.registry import DATASETS
+from leukmodels.data import synthetic
+from leukmodels.data.registry import DATASETS, SYNTHETIC_SEED
+from leukmodels.data.splits import make_split
 from search.optuna_space import enqueued_trials
 from search.report.collect import EXTRA_METRICS, METRICS
 from search.space import iter_ablation_points, load_space
@@ -99,6 +101,26 @@ def test_smoke_profile_is_synthetic_small_and_bounded(name: str) -> None:
     assert 1 <= n <= SMOKE_MAX_TRIALS, f"{name} smoke runs {n} trials"
     for _, _, point in iter_ablation_points(space):
         assert space.trial_config(point).params.epochs <= SMOKE_MAX_EPOCHS
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_smoke_splits_leave_every_split_non_empty(name: str) -> None:
+    """Grouped splits need enough synthetic patients per class: an empty validation split
+    has no val metric to report and stops the whole study."""
+    space = load_space(space_path(name), "smoke")
+    for spec in used_data(space):
+        data = synthetic.generate(
+            n=spec.n, classes=spec.classes, size=spec.image_size, seed=SYNTHETIC_SEED,
+            patients=spec.patients,
+        )
+        folds = range(spec.split.k) if spec.split.kind == "kfold" else [spec.split.fold]
+        for fold in folds:
+            split = make_split(
+                data.labels, spec.split.model_copy(update={"fold": fold}), groups=data.patients
+            )
+            assert not split.warnings, split.warnings
+            for part in (split.train, split.val, split.test):
+                assert set(data.labels[part]) == set(range(spec.classes))
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if n not in NO_PAPER])
@@ -227,3 +249,63 @@ def _configurations(space):
     from search.report.paper import configurations
 
     return configurations(space)
+
+
+def _planted(space, dataset: str):
+    """StudyData with one fully trained run (every metric 50 %) of every named configuration
+    and of its bare-backbone point: what a finished study on `dataset` would hold."""
+    import pandas as pd
+
+    from search.report.collect import StudyData, point_key
+    from search.report.paper import bare_point, configurations
+
+    rows = []
+    for _, point in configurations(space):
+        for p in (point, bare_point(space, point)):
+            if p is not None:
+                metrics = {m: 50.0 for m in REFERENCE_METRICS}
+                rows.append({"key": point_key(space, p), "full": True, "pair": "s0", **metrics})
+    return StudyData(study={"dataset": dataset}, space=space, trials=pd.DataFrame(rows))
+
+
+def _compared(name: str, profile: str | None, dataset: str) -> dict[tuple, bool]:
+    from search.report.paper import reference_table
+
+    ref = reference_table(_planted(load_space(space_path(name), profile), dataset))
+    assert len(ref), f"{name}: no reference values"
+    out: dict[tuple, bool] = {}
+    for r in ref.itertuples():
+        out[(r.config, r.dataset, r.protocol, r.metric, r.kind)] = bool(r.comparable)
+        if r.comparable:
+            assert r.ours == 50.0 or (r.kind == "gain" and r.ours == 0.0)
+    return out
+
+
+def test_reference_rows_meet_the_runs_of_their_protocol_on_real_data() -> None:
+    """On the paper's dataset, each reference row is set against the configuration run under
+    the protocol it names, and only there."""
+    # paper 000, ALL-IDB2: holdout rows under `paper`, 5-fold rows under `paper_cv5`
+    holdout = _compared("attention_placement", "paper", "all_idb2")
+    cv5 = _compared("attention_placement", "paper_cv5", "all_idb2")
+    key = ("MobileNetV4+SCAB", "all_idb2", "holdout", "accuracy", "value")
+    assert holdout[key] and not cv5[key]
+    key = ("ResNet18+SCAB", "all_idb2", "cv5", "accuracy", "gain")
+    assert cv5[key] and not holdout[key]
+    assert not any(ok for k, ok in holdout.items() if k[1] != "all_idb2")
+    # C-NMC's per-fold rows are never set against one split of ours
+    for profile in ("paper", "paper_cnmc_folds"):
+        got = _compared("attention_placement", profile, "cnmc2019")
+        assert not any(ok for k, ok in got.items() if k[2] == "holdout_per_fold")
+    # paper 003: both splits, the baselines and the colour spaces
+    got = _compared("cbam_focal", None, "all_taleqani")
+    assert all(got.values()) and len(got) == 14 * 6
+    # paper 004: clean rows per fold compare; noisy-test rows are listed only
+    got = _compared("mobilenet_l1", None, "cnmc2019")
+    assert got[("MobileNet_M (fold 2)", "cnmc2019", "fold2", "balanced_accuracy", "value")]
+    for k, ok in got.items():
+        assert ok == ("test noise" not in k[2]), k
+    # Tables 12-13 stand-ins and the loss study: the holdout rows on ALL
+    for name in ("attention_pooling", "attention_conv", "loss_optimizer"):
+        got = _compared(name, "paper", "all_taleqani")
+        assert any(got.values())
+        assert all(ok == (k[1] == "all_taleqani" and k[2] == "holdout") for k, ok in got.items())

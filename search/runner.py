@@ -127,6 +127,13 @@ def start_ray(address: str | None, dashboard: bool) -> str | None:
     return url
 
 
+def _token_hint() -> str:
+    """How to log in to the dashboard when Ray's token authentication is on."""
+    if os.environ.get("RAY_AUTH_MODE", "token") == "disabled":
+        return ""
+    return " (if it asks for a token: `ray get-auth-token`)"
+
+
 def _code_version() -> str:
     from search import __version__
 
@@ -245,7 +252,7 @@ def run_study(space: Space, opts: RunOptions) -> dict[str, Any]:
     with stdout_to_stderr():
         url = start_ray(opts.address, opts.dashboard)
         if url:
-            log(f"Ray dashboard: {url}")
+            log(f"Ray dashboard: {url}{_token_hint()}")
         tuner = tune.Tuner(
             _trainable(space, overrides),
             tune_config=tune.TuneConfig(
@@ -295,7 +302,7 @@ def resume_study(name: str, opts: RunOptions) -> dict[str, Any]:
     with stdout_to_stderr():
         url = start_ray(opts.address, opts.dashboard)
         if url:
-            log(f"Ray dashboard: {url}")
+            log(f"Ray dashboard: {url}{_token_hint()}")
         tuner = tune.Tuner.restore(
             path,
             trainable=_trainable(space, overrides),

@@ -7,33 +7,37 @@ cell in front: pale blue/lilac cytoplasm around a purple nucleus. Colours follow
 Beer-Lambert absorption, ``rgb = light * exp(-sum(density * stain_od))``, so overlaps
 darken the way stained cells do.
 
-What depends on the class is the white cell's morphology, never its colour or its size
-alone (both vary per patient and per image more than between classes):
+What depends on the class is the white cell's morphology (see :data:`MORPHOLOGIES`):
 
-================  =========  ===========  =================  ========  ======  =========
-class             cell size  N:C radius   chromatin          nucleoli  outline vacuoles
-================  =========  ===========  =================  ========  ======  =========
-normal / benign   small      0.70-0.80    dense, clumped     none      round   none
-                                          (dark blotches)
-all               larger     0.80-0.90    fine, smooth       1-3       ~40 %   none
-                                                                       cleft
-early_pre_b       small-med  0.82-0.90    fine, smooth       0-1       round   none
-pre_b             medium     0.78-0.88    fine, smooth       1-2       cleft   none
-pro_b             large      0.72-0.82    open, reticular    2-3 big   lobed   1-4
-================  =========  ===========  =================  ========  ======  =========
+=============  =========  ==========  ======================  ===========  =========  ========
+class          nucleus r  N:C radius  chromatin               nucleoli     outline    vacuoles
+=============  =========  ==========  ======================  ===========  =========  ========
+normal,        0.17-0.23  0.72-0.82   condensed: dark clumps  none         round      none
+benign                                on a paler ground
+all            0.18-0.24  0.80-0.90   fine, smooth            2-3, pale    40 % cleft none
+early_pre_b    0.17-0.23  0.84-0.92   fine, smooth            0-1, small   round      none
+pre_b          0.18-0.24  0.76-0.86   fine, smooth            1-2          cleft      none
+pro_b          0.19-0.25  0.72-0.82   open, lacy (reticular)  2-3, large   lobulated  2-4
+=============  =========  ==========  ======================  ===========  =========  ========
 
-The two-class set is ``["normal", "all"]`` (mature lymphocyte vs lymphoblast); the
-four-class set follows the Taleqani ALL data: ``["benign", "early_pre_b", "pre_b",
-"pro_b"]`` (benign = hematogone-like, dense and round). The nucleus of a blast is made
-paler in proportion to its larger area, so the total amount of purple per image, and
-hence an 8x8 thumbnail, carries little class information: the cue is texture and shape.
+(nucleus radius as a fraction of the image side, before the patient's magnification and
+the per-image scale, 0.75-1.29 together). The two-class set is ``["normal", "all"]``
+(mature lymphocyte vs lymphoblast); the four-class set follows the Taleqani ALL data,
+``["benign", "early_pre_b", "pre_b", "pro_b"]`` (benign = hematogone-like). Nucleoli are
+pale round spots in a darker ring, placed apart and away from a cleft.
+
+Colour and size alone do not give the class away: sizes overlap, stains vary per
+patient, and each nucleus's texture is rescaled (per RGB channel, by Newton's method) so
+that it lets through exactly as much light as a flat nucleus of the same stain. An 8x8
+thumbnail, which averages light, then sees the same purple whatever the chromatin; the
+cue is texture and shape, which a CNN sees at 64 px.
 
 Every "patient" has one class (a patient is ALL or healthy) and one stain: a hue
 rotation, saturation and intensity change of all stains plus a light tint and a
 magnification, shared by all of that patient's images, the way smears from one slide
 look alike. Position, rotation and scale of the white cell, blur and sensor noise vary
-per image. Output is a function of the arguments alone: the same seed gives the same
-bytes.
+per image. Output is a function of the arguments alone: the same arguments give the
+same bytes (for given numpy and OpenCV versions).
 
 :func:`write_imagefolder` lays a set out on disk as ``out/<class>/<patient>_<index>.png``
 with nucleus masks (0 = background, 255 = nucleus, 8-bit PNG) under
@@ -99,7 +103,7 @@ _MATURE = Morphology(
     lobes=(0.01, 0.04),
     cleft_prob=0.0,
     cleft_depth=(0.0, 0.0),
-    clump=(0.75, 0.95),
+    clump=(0.85, 1.05),
     grain=(0.05, 0.10),
     reticular=(0.0, 0.0),
     nucleoli=(0, 0),
@@ -115,8 +119,8 @@ _BLAST = Morphology(
     clump=(0.0, 0.06),
     grain=(0.04, 0.08),
     reticular=(0.0, 0.0),
-    nucleoli=(1, 3),
-    nucleolus_radius=(0.18, 0.26),
+    nucleoli=(2, 3),
+    nucleolus_radius=(0.17, 0.24),
     vacuoles=(0, 0),
 )
 MORPHOLOGIES: dict[str, Morphology] = {
@@ -125,28 +129,28 @@ MORPHOLOGIES: dict[str, Morphology] = {
     "benign": _MATURE,
     "early_pre_b": Morphology(
         nucleus_radius=(0.17, 0.23),
-        nc_ratio=(0.82, 0.90),
-        lobes=(0.01, 0.04),
+        nc_ratio=(0.84, 0.92),
+        lobes=(0.01, 0.03),
         cleft_prob=0.0,
         cleft_depth=(0.0, 0.0),
         clump=(0.0, 0.06),
-        grain=(0.08, 0.14),
+        grain=(0.06, 0.12),
         reticular=(0.0, 0.0),
         nucleoli=(0, 1),
-        nucleolus_radius=(0.12, 0.16),
+        nucleolus_radius=(0.10, 0.14),
         vacuoles=(0, 0),
     ),
     "pre_b": Morphology(
         nucleus_radius=(0.18, 0.24),
-        nc_ratio=(0.78, 0.88),
+        nc_ratio=(0.76, 0.86),
         lobes=(0.02, 0.06),
         cleft_prob=1.0,
-        cleft_depth=(0.30, 0.50),
-        clump=(0.0, 0.08),
-        grain=(0.08, 0.14),
+        cleft_depth=(0.40, 0.60),
+        clump=(0.0, 0.06),
+        grain=(0.06, 0.12),
         reticular=(0.0, 0.0),
         nucleoli=(1, 2),
-        nucleolus_radius=(0.14, 0.20),
+        nucleolus_radius=(0.15, 0.20),
         vacuoles=(0, 0),
     ),
     "pro_b": Morphology(
@@ -157,10 +161,10 @@ MORPHOLOGIES: dict[str, Morphology] = {
         cleft_depth=(0.0, 0.0),
         clump=(0.0, 0.06),
         grain=(0.06, 0.12),
-        reticular=(0.35, 0.50),
+        reticular=(0.25, 0.40),
         nucleoli=(2, 3),
-        nucleolus_radius=(0.18, 0.25),
-        vacuoles=(1, 4),
+        nucleolus_radius=(0.20, 0.27),
+        vacuoles=(2, 4),
     ),
 }
 
@@ -194,7 +198,7 @@ _STAINS = np.stack(
 )  # (4, 3)
 _NUC, _CYT, _RBC, _PLASMA = range(4)
 _MAX_RBC = 10
-_MAX_NUCLEOLI = 3
+_MAX_NUCLEOLI = 3  # placed 120 degrees apart
 _MAX_VACUOLES = 4
 _LOBE_HARMONICS = (2, 3, 4)
 
@@ -312,15 +316,17 @@ def _sample(
     # nucleoli, in nucleus-radius units relative to its centre
     p["nucleoli_on"] = count("nucleoli", _MAX_NUCLEOLI)
     p["nucleoli_r"] = _uniform(rng, rng_of("nucleolus_radius"), (_MAX_NUCLEOLI,))
-    rad = np.sqrt(rng.uniform(0, 1, (n, _MAX_NUCLEOLI))) * 0.5
-    ang = rng.uniform(0, 2 * np.pi, (n, _MAX_NUCLEOLI))
+    # spread 120 degrees apart and facing away from the cleft, so each one shows
+    rad = rng.uniform(0.3, 0.5, (n, _MAX_NUCLEOLI))
+    away = p["nuc_angle"] + p["cleft_dir"] + np.pi + rng.uniform(-0.5, 0.5, n)
+    ang = away[:, None] + 2 * np.pi / 3 * np.array([0, 1, -1]) + rng.normal(0, 0.2, (n, 3))
     p["nucleoli_xy"] = rad[..., None] * np.stack([np.cos(ang), np.sin(ang)], -1)
     # cytoplasm vacuoles, in cell-radius units relative to the cell centre
     p["vacuoles_on"] = count("vacuoles", _MAX_VACUOLES)
     rad = rng.uniform(0.55, 0.9, (n, _MAX_VACUOLES))
     ang = rng.uniform(0, 2 * np.pi, (n, _MAX_VACUOLES))
     p["vacuoles_xy"] = rad[..., None] * np.stack([np.cos(ang), np.sin(ang)], -1)
-    p["vacuoles_r"] = rng.uniform(0.06, 0.10, (n, _MAX_VACUOLES))
+    p["vacuoles_r"] = rng.uniform(0.07, 0.11, (n, _MAX_VACUOLES))
     p["cyt_density"] = rng.uniform(0.8, 1.2, n)
     # red cells: around the white cell, some cut by the border
     p["rbc_on"] = np.arange(_MAX_RBC)[None, :] < rng.integers(4, _MAX_RBC + 1, n)[:, None]
@@ -337,7 +343,7 @@ def _sample(
     p["rbc_density"] = rng.uniform(0.8, 1.1, (n, _MAX_RBC))
     # background and imaging
     p["grad_x"], p["grad_y"] = rng.normal(0, 0.04, (2, n))
-    p["blur"] = rng.uniform(0.3, 0.7, n)
+    p["blur"] = rng.uniform(0.25, 0.55, n)
     p["noise"] = rng.uniform(1.5, 5.0, n)
     return p
 
@@ -461,20 +467,29 @@ def _spots(
 def _flat_equivalent(
     texture: np.ndarray, weight: np.ndarray, od: np.ndarray, steps: int = 4
 ) -> np.ndarray:
-    """Factors a (b, 1, 1, 3) with mean(exp(-od * a * texture)) = exp(-od) over `weight`.
+    """Factors a (b, 3) with mean(exp(-od * a * texture)) = exp(-od) over `weight`.
 
-    `texture` and `weight` are (b, H, W, 1), `od` (b, 1, 1, 3) per channel. A textured
+    `texture` and `weight` are (b, H, W), `od` (b, 3) per RGB channel. A textured
     nucleus then lets through as much light, channel by channel, as a flat one of the
     same stain, so a thumbnail (which averages light) cannot tell clumped from smooth.
+    Only pixels with weight > 0 take part; sums per image are bincounts.
     """
-    total = weight.sum(axis=(1, 2), keepdims=True) + 1e-6
-    target = np.exp(-od)
+    b = len(od)
+    inside = weight > 0
+    image = np.nonzero(inside)[0]
+    t, w = texture[inside][:, None], weight[inside][:, None]
+
+    def per_image(v: np.ndarray) -> np.ndarray:
+        return np.stack([np.bincount(image, v[:, c], minlength=b) for c in range(3)], 1)
+
+    total = np.bincount(image, w[:, 0], minlength=b)[:, None] + 1e-6
+    target = np.exp(-od.astype(np.float64))
     a = np.ones_like(od)
     for _ in range(steps):  # Newton's method; the mean is convex and decreasing in a
-        light = np.exp(-(od * a) * texture) * weight
-        value = light.sum(axis=(1, 2), keepdims=True) / total - target
-        slope = -(light * texture).sum(axis=(1, 2), keepdims=True) * od / total
-        a = a - value / np.minimum(slope, -1e-6)
+        light = np.exp(-(od * a)[image] * t) * w
+        value = per_image(light) / total - target
+        slope = -per_image(light * t) * od / total
+        a = a - value / np.minimum(slope, -1e-9)
     return a
 
 
@@ -506,9 +521,9 @@ def _render(
 
     # chromatin: dark blotches (clumped), lace (reticular), grain (fine)
     fine = _smooth_noise(rng, b, size, 40)
-    blotches = np.maximum(np.tanh(2.0 * _smooth_noise(rng, b, size, 16) - 0.3), 0.0)
+    blotches = np.maximum(np.tanh(2.5 * _smooth_noise(rng, b, size, 16) - 0.2), 0.0)
     chrom = 1 + 2 * f("clump") * blotches + f("grain") * fine
-    chrom += f("reticular") * (np.abs(_smooth_noise(rng, b, size, 24)) - 0.8)
+    chrom += f("reticular") * (np.abs(_smooth_noise(rng, b, size, 28)) - 0.8)
     np.maximum(chrom, 0.05, out=chrom)
     # nucleoli: pale round spots, each in a darker ring of chromatin
     on, xy, r = p["nucleoli_on"], p["nucleoli_xy"], p["nucleoli_r"]
@@ -532,9 +547,9 @@ def _render(
     absorb = (cell * (1 - nucleus) * cytoplasm)[..., None] * od[..., _CYT, :]
     absorb += rbc[..., None] * od[..., _RBC, :]
     absorb += plasma[..., None] * od[..., _PLASMA, :]
-    nuc_od = od[..., _NUC, :] * _col(p["nuc_density"], 3)
-    texture, weight = chrom[..., None], nucleus[..., None]
-    absorb += weight * texture * (nuc_od * _flat_equivalent(texture, weight, nuc_od))
+    nuc_od = (p["od"][:, _NUC] * p["nuc_density"][:, None]).astype(np.float32)  # (b, 3)
+    nuc_od = (nuc_od * _flat_equivalent(chrom, nucleus, nuc_od)).astype(np.float32)
+    absorb += (nucleus * chrom)[..., None] * nuc_od[:, None, None]
     img = np.exp(-absorb, out=absorb)
     img *= (p["light"].astype(np.float32) * 255.0)[:, None, None, :]
     # imaging: optical blur, then sensor noise

@@ -110,7 +110,10 @@ def test_smoke_splits_leave_every_split_non_empty(name: str) -> None:
     space = load_space(space_path(name), "smoke")
     for spec in used_data(space):
         data = synthetic.generate(
-            n=spec.n, classes=spec.classes, size=spec.image_size, seed=SYNTHETIC_SEED,
+            n=spec.n,
+            classes=spec.classes,
+            size=spec.image_size,
+            seed=SYNTHETIC_SEED,
             patients=spec.patients,
         )
         folds = range(spec.split.k) if spec.split.kind == "kfold" else [spec.split.fold]
@@ -170,13 +173,19 @@ def test_describe_json_for_mobilenet_l1() -> None:
     assert r.returncode == 0, r.stderr
     info = json.loads(r.stdout)
     factors = {f["name"]: f for f in info["factors"]}
-    assert factors["test_noise"] == {"name": "test_noise", "kind": "constant",
-                                     "levels": [[0, 2, 5, 8, 10]], "n_levels": 1}
+    assert factors["test_noise"] == {
+        "name": "test_noise",
+        "kind": "constant",
+        "levels": [[0, 2, 5, 8, 10]],
+        "n_levels": 1,
+    }
     # what the paper switched together is three separate ablation factors
     assert {"balance", "offline_noise", "augment"} <= set(info["ablation"]["factors"])
     assert factors["l1"]["levels"][:2] == [0.015, 0.0]
     assert sorted(info["protocols"]) == ["fold0", "fold1", "fold2"]
-    assert info["ablation_points"] == len(iter_ablation_points(load_space(space_path("mobilenet_l1"))))
+    assert info["ablation_points"] == len(
+        iter_ablation_points(load_space(space_path("mobilenet_l1")))
+    )
 
 
 def test_mobilenet_l1_tests_every_trial_under_the_papers_noise_sigmas() -> None:
@@ -190,7 +199,11 @@ def test_mobilenet_l1_separates_balancing_noise_and_augmentation() -> None:
     space = load_space(space_path("mobilenet_l1"), "smoke")
     base = space.baseline()
     params = space.trial_config(base).params
-    assert (params.balance, params.offline_noise, params.augment) == ("hsv_desat", [3, 9], "paper004")
+    assert (params.balance, params.offline_noise, params.augment) == (
+        "hsv_desat",
+        [3, 9],
+        "paper004",
+    )
     labels = {label for _, label, _ in iter_ablation_points(space)}
     # each switched off alone, and all three off together (the paper's Table 9 contrast)
     for factor, off in (("balance", "none"), ("offline_noise", "[]"), ("augment", "none")):
@@ -240,8 +253,10 @@ def test_attention_placement_protocol_profiles() -> None:
     # a k-fold point runs every fold
     assert len(enqueued_trials(cv5)) == 5 * len(iter_ablation_points(cv5))
     folds = load_space(space_path("attention_placement"), "paper_cnmc_folds")
-    subsets = {folds.trial_config(folds.fill({**point, "protocol": p})).data.subset
-               for p in folds.factors["protocol"].levels}
+    subsets = {
+        folds.trial_config(folds.fill({**point, "protocol": p})).data.subset
+        for p in folds.factors["protocol"].levels
+    }
     assert subsets == {"fold_0", "fold_1", "fold_2"}
 
 

@@ -26,6 +26,7 @@ from torch import nn
 from leukmodels.arch import build_model
 from leukmodels.config import TrialConfig
 from leukmodels.data.prepare import make_eval_loader, make_loaders, prepare_data, test_noise_sets
+from leukmodels.errors import DataError
 from leukmodels.losses import build_loss
 from leukmodels.metrics import classification_metrics, uncertain_fraction
 from leukmodels.optim import EarlyStopping, build_optimizer, build_scheduler, l1_penalty
@@ -150,6 +151,13 @@ def run_trial(
 
     data = prepare_data(config.data, p, log=say)
     n_classes = len(data.class_names)
+    for name, part in (("training", data.train), ("test", data.test)):
+        if len(part) == 0:
+            raise DataError(
+                f"the {name} split of {config.data.dataset} is empty "
+                f"({len(data.train)} train / {len(data.val)} val / {len(data.test)} test images); "
+                "use more images or patients, or change data.split"
+            )
     say(
         f"data: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test, "
         f"{n_classes} classes, split {data.split.hash}"
@@ -183,6 +191,7 @@ def run_trial(
             y, proba, vloss = predict(model, val_loader, loss_fn, device)
             row.update(_val_row(classification_metrics(y, proba, data.class_names), vloss))
         value = row.get(monitor, row.get(monitor.replace("val_", "train_"), row["train_accuracy"]))
+        row.setdefault(monitor, value)  # the search always sees the metric it ranks by
         stop = stopper.update(value, epoch)
         if stopper.best_epoch == epoch:
             best_state = copy.deepcopy(model.state_dict())

@@ -198,6 +198,10 @@ def run_study(space: Space, opts: RunOptions) -> dict[str, Any]:
         0 if space.search.algorithm == "grid" else (opts.num_samples or space.search.num_samples)
     )
     total = len(queued) + explore
+    if total == 0:
+        raise UserError(
+            f"{space.path}: nothing to run: no ablation section and search.num_samples is 0"
+        )
     study_id = store.ensure_study(
         name,
         space_yaml=space.text,

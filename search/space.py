@@ -65,13 +65,16 @@ class SearchSpec(_Strict):
     """How the search runs."""
 
     algorithm: Literal["tpe", "random", "grid"] = "tpe"
-    num_samples: int = Field(16, ge=1, description="exploration trials after the ablation set")
+    num_samples: int = Field(16, ge=0, description="exploration trials after the ablation set")
     metric: str = "val_f1"
     mode: Literal["max", "min"] = "max"
     scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
     resources: ResourceSpec = Field(default_factory=ResourceSpec)
     max_concurrent: int | None = Field(None, ge=1)
     repeats: int = Field(1, ge=1, description="seeds per ablation configuration")
+    resplit: bool = Field(
+        False, description="each repeat also draws a new split (split seed = the repeat's seed)"
+    )
     seed: int = 0
     max_failures: int = Field(1, ge=0, description="retries of a failed trial (Ray FailureConfig)")
     time_budget_s: float | None = Field(None, gt=0)
@@ -218,6 +221,8 @@ class Space:
             tp.epochs = max_epochs
         if seed is not None:
             tp.seed = seed
+            if self.search.resplit:
+                data.split.seed = seed
         return TrialConfig(data=data, params=tp)
 
     def describe(self) -> dict[str, Any]:

@@ -90,3 +90,20 @@ def test_test_time_noise_sweep_is_reported_per_sigma(tmp_path: Path) -> None:
     assert list(result["noise"]) == ["0", "2", "5", "8", "10"]
     assert result["noise"]["0"]["confusion"] == result["test"]["confusion"]
     assert all(0 <= m["accuracy"] <= 1 for m in result["noise"].values())
+
+
+def test_no_validation_split_still_reports_the_monitored_metric(tmp_path: Path) -> None:
+    cfg = tiny(tmp_path, epochs=1)
+    cfg.data.split = SplitSpec(train=0.75, val=0.0, test=0.25)
+    rows: list[dict] = []
+    run_trial(cfg, on_epoch=rows.append)
+    assert rows[0]["val_f1"] == rows[0]["train_accuracy"]  # the fallback, said in the log
+
+
+def test_empty_test_split_is_a_data_error(tmp_path: Path) -> None:
+    from leukmodels.errors import DataError
+
+    cfg = tiny(tmp_path, epochs=1)
+    cfg.data.n, cfg.data.patients = 16, 2
+    with pytest.raises(DataError, match="split .* is empty"):
+        run_trial(cfg)

@@ -311,10 +311,10 @@ class _Builder:
             return
         self.add("h2", "Test-time Gaussian noise")
         keys: dict[str, str] = {}  # point key -> label, first label wins
-        if self.space.ablation is not None:
-            keys[point_key(self.space, self.space.baseline())] = "baseline"
         for cname, point in configurations(self.space):
             keys.setdefault(point_key(self.space, point), cname)
+        if self.space.ablation is not None:
+            keys.setdefault(point_key(self.space, self.space.baseline()), "baseline")
         best = self.best_run()
         if best is not None:
             keys.setdefault(best["key"], f"best (trial {int(best['trial_id'])})")

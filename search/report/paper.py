@@ -60,9 +60,17 @@ def protocol_names(data: StudyData, point: dict[str, Any]) -> set[str]:
     return {split.kind}
 
 
+def run_dataset(data: StudyData, point: dict[str, Any] | None) -> str:
+    """The dataset this point's runs used: the command line's --data, else its protocol's."""
+    overrides = (data.study.get("config") or {}).get("overrides") or {}
+    if "dataset" in overrides or point is None:
+        return str(overrides.get("dataset") or data.study.get("dataset") or data.space.data.dataset)
+    return data.space.trial_config(point).data.dataset
+
+
 def comparable(data: StudyData, row: dict[str, Any], point: dict[str, Any]) -> str | None:
     """None when the reference row can be compared with this study, else the reason."""
-    dataset = str(data.study.get("dataset") or data.space.data.dataset)
+    dataset = run_dataset(data, point)
     if dataset == "synthetic":
         return "the study ran on synthetic images, which no paper value describes"
     wanted = row.get("dataset")

@@ -330,7 +330,9 @@ def test_importance_complexity_and_noise_tables(planted):
     assert params["attention=scab pooling=gap"] - params["attention=none pooling=gap"] == 10_000
     assert comp["n"].sum() == len(report.tables["trials"].query("status == 'completed'"))
     noise = report.tables["noise"]
-    base = noise[noise["config"] == "baseline"].set_index("sigma")
+    # the baseline point is also the "ResNet18" configuration: named as the paper would
+    assert "baseline" not in set(noise["config"])
+    base = noise[noise["config"] == "ResNet18"].set_index("sigma")
     assert list(base.index) == [0.0, 5.0] and (base["n"] == 8).all()
     assert base.loc[5.0, "accuracy"] < base.loc[0.0, "accuracy"]
 

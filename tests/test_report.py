@@ -405,7 +405,12 @@ def test_synthetic_study_shows_reference_values_as_not_comparable(planted):
     url, _ = planted
     with Store.open(url) as store:
         data = load_study(store, STUDY)
+    # what `leuksearch run ... --data synthetic` stores
     data.study["dataset"] = "synthetic"
+    data.study["config"] = {
+        **(data.study.get("config") or {}),
+        "overrides": {"dataset": "synthetic"},
+    }
     ref = reference_table(data)
     assert len(ref) == 4 and not ref["comparable"].any()
     assert ref["why_not"].str.contains("synthetic").all()

@@ -280,7 +280,8 @@ def _planted(space, dataset: str):
             if p is not None:
                 metrics = {m: 50.0 for m in REFERENCE_METRICS}
                 rows.append({"key": point_key(space, p), "full": True, "pair": "s0", **metrics})
-    return StudyData(study={"dataset": dataset}, space=space, trials=pd.DataFrame(rows))
+    study = {"dataset": dataset, "config": {"overrides": {"dataset": dataset}}}  # --data DATASET
+    return StudyData(study=study, space=space, trials=pd.DataFrame(rows))
 
 
 def _compared(name: str, profile: str | None, dataset: str) -> dict[tuple, bool]:

@@ -103,6 +103,10 @@ class TrialParams(_Strict):
     epochs: int = Field(30, ge=1)
     batch_size: int = Field(32, ge=1)
     patience: int | None = Field(None, ge=1, description="early-stopping patience in epochs")
+    precise_bn: bool = Field(
+        True,
+        description="recompute BatchNorm statistics on the training set before each evaluation",
+    )
     seed: int = 0
 
     # --- pre-processing, balancing, augmentation, robustness -------------------------

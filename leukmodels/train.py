@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import update_bn
 
 from leukmodels.arch import build_model
 from leukmodels.config import TrialConfig
@@ -187,6 +188,10 @@ def run_trial(
         loss_fn.set_epoch(epoch - 1)
         row: dict[str, Any] = {"epoch": epoch, "lr": scheduler.lr}
         row.update(train_one_epoch(model, train_loader, loss_fn, optimizer, p, device, scaler))
+        if p.precise_bn:
+            # population statistics for the current weights: the running averages of a
+            # short run from scratch lag far behind them (Wu & Johnson, "Rethinking BatchNorm")
+            update_bn(train_loader, model, device)
         if has_val:
             y, proba, vloss = predict(model, val_loader, loss_fn, device)
             row.update(_val_row(classification_metrics(y, proba, data.class_names), vloss))

@@ -99,7 +99,8 @@ def test_profile_overrides_dotted_keys() -> None:
 
 
 def test_bad_profile_key_points_at_profile(tmp_path: Path) -> None:
-    text = QUICKSTART.read_text().replace("data.n: 600", "data.nn: 600")
+    assert "data.n: 480" in QUICKSTART.read_text()
+    text = QUICKSTART.read_text().replace("data.n: 480", "data.nn: 480")
     r = cli("describe", str(write(tmp_path, text)), "--profile", "smoke")
     assert r.returncode == 2
     assert "profile override" in r.stderr and "data.nn" in r.stderr

@@ -103,7 +103,7 @@ _MATURE = Morphology(
     lobes=(0.01, 0.04),
     cleft_prob=0.0,
     cleft_depth=(0.0, 0.0),
-    clump=(0.85, 1.05),
+    clump=(1.0, 1.2),
     grain=(0.05, 0.10),
     reticular=(0.0, 0.0),
     nucleoli=(0, 0),
@@ -120,7 +120,7 @@ _BLAST = Morphology(
     grain=(0.04, 0.08),
     reticular=(0.0, 0.0),
     nucleoli=(2, 3),
-    nucleolus_radius=(0.17, 0.24),
+    nucleolus_radius=(0.21, 0.28),
     vacuoles=(0, 0),
 )
 MORPHOLOGIES: dict[str, Morphology] = {
@@ -266,7 +266,11 @@ def _uniform(
 
 
 def _sample(
-    labels: np.ndarray, owners: np.ndarray, names: list[str], stains: dict, rng: np.random.Generator
+    labels: np.ndarray,
+    owners: np.ndarray,
+    names: list[str],
+    stains: dict[str, np.ndarray],
+    rng: np.random.Generator,
 ) -> dict[str, np.ndarray]:
     """All per-image geometry and colour parameters, in units of the image side."""
     n = len(labels)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our callback prints progress, not Ray's tables
 import sys
@@ -106,6 +107,28 @@ def pick_study_name(store: Store, requested: str | None, space: Space) -> str:
     return name
 
 
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast (UserError) when a ``host:port`` or ``ray://host:port`` address does not
+    answer; Ray itself would retry for minutes."""
+    if address == "auto":
+        return
+    hostport = address.removeprefix("ray://").rsplit("/", 1)[0]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(
+            f"--address {address!r} is not 'auto', HOST:PORT (the GCS, usually 6379) "
+            "or ray://HOST:PORT (Ray Client, usually 10001)"
+        )
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise UserError(
+            f"cannot reach a Ray cluster at {address} ({exc.strerror or exc}); is it up "
+            "(`ray status` on the head node), and is the port open from here?"
+        ) from None
+
+
 def start_ray(address: str | None, dashboard: bool) -> str | None:
     """Start a local Ray (or join ``address``); returns the dashboard URL if there is one."""
     import ray
@@ -113,6 +136,8 @@ def start_ray(address: str | None, dashboard: bool) -> str | None:
     kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
     if ray.is_initialized():
         return None
+    if address:
+        check_reachable(address)
     try:
         if address:
             ctx = ray.init(address=address, **kwargs)
@@ -190,18 +215,21 @@ def run_study(space: Space, opts: RunOptions) -> dict[str, Any]:
     overrides = data_overrides(opts)
     store = Store.open(opts.db)
     name = pick_study_name(store, opts.study, space)
-    check_data(space, overrides)
-    storage_path = str(Path(opts.storage_path or "runs").expanduser().resolve())
-    dataset = overrides.get("dataset", space.data.dataset)
     queued = enqueued_trials(space)
-    explore = (
-        0 if space.search.algorithm == "grid" else (opts.num_samples or space.search.num_samples)
-    )
+    samples = space.search.num_samples if opts.num_samples is None else opts.num_samples
+    explore = 0 if space.search.algorithm == "grid" else samples
     total = len(queued) + explore
     if total == 0:
         raise UserError(
             f"{space.path}: nothing to run: no ablation section and search.num_samples is 0"
         )
+    check_data(space, overrides)
+    with stdout_to_stderr():
+        url = start_ray(opts.address, opts.dashboard)
+    if url:
+        log(f"Ray dashboard: {url}{_token_hint()}")
+    storage_path = str(Path(opts.storage_path or "runs").expanduser().resolve())
+    dataset = overrides.get("dataset", space.data.dataset)
     study_id = store.ensure_study(
         name,
         space_yaml=space.text,
@@ -232,13 +260,8 @@ def run_study(space: Space, opts: RunOptions) -> dict[str, Any]:
         direction="maximize" if space.search.mode == "max" else "minimize",
         load_if_exists=True,
     )
-    queued = enqueued_trials(space)
     for params, attrs in queued:
         study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=False)
-    explore = (
-        0 if space.search.algorithm == "grid" else (opts.num_samples or space.search.num_samples)
-    )
-    total = len(queued) + explore
     log(
         f"{len(queued)} {'grid' if space.search.algorithm == 'grid' else 'ablation'} trial(s) first "
         f"(full fidelity), then {explore} {space.search.algorithm} trial(s)"
@@ -254,9 +277,6 @@ def run_study(space: Space, opts: RunOptions) -> dict[str, Any]:
     max_epochs = space.trial_config(space.baseline()).params.epochs
     callback = StoreCallback(store.url, study_id, space, overrides)
     with stdout_to_stderr():
-        url = start_ray(opts.address, opts.dashboard)
-        if url:
-            log(f"Ray dashboard: {url}{_token_hint()}")
         tuner = tune.Tuner(
             _trainable(space, overrides),
             tune_config=tune.TuneConfig(

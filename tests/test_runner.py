@@ -226,3 +226,12 @@ def test_interrupted_study_resumes_without_rerunning(tiny: Path, fresh_pg_url: s
     for key, t in completed_before.items():
         assert after[key]["ended_at"] == t["ended_at"]  # not run again
     assert all(t["status"] in ("completed", "pruned") for t in after.values())
+
+
+def test_unreachable_cluster_is_exit_2_and_leaves_no_study(tiny: Path) -> None:
+    cwd = tiny.parent
+    r = leuksearch("run", str(tiny), "--address", "127.0.0.1:1", cwd=cwd, timeout=120)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "cannot reach a Ray cluster at 127.0.0.1:1" in r.stderr and "Traceback" not in r.stderr
+    with Store.open(f"sqlite:///{cwd / 'leuksearch.db'}") as store:
+        assert store.studies() == []

@@ -27,6 +27,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupShuffleSplit
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from torch.optim.swa_utils import update_bn
 
 from leukmodels.data.synthetic import generate
 
@@ -78,18 +79,6 @@ def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return float((pred == y).float().mean())
 
 
-def reestimate_bn(model: torch.nn.Module, x: torch.Tensor) -> None:
-    """Recompute BatchNorm running statistics as plain averages over `x` (precise BN)."""
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average
-    model.train()
-    with torch.no_grad():
-        for i in range(0, len(x), 32):
-            model(x[i : i + 32])
-
-
 def cnn_accuracy(classes: int, epochs: int, seed: int) -> tuple[float, float, float]:
     """resnet18 from scratch on 320 images: (test accuracy, with re-estimated BN, seconds)."""
     train = generate(320, classes=classes, size=64, seed=1000 + seed, patients=40)
@@ -115,7 +104,7 @@ def cnn_accuracy(classes: int, epochs: int, seed: int) -> tuple[float, float, fl
     seconds = time.perf_counter() - start
     xt, yt = to_tensor(test.images), torch.from_numpy(test.labels)
     plain = accuracy(model, xt, yt)
-    reestimate_bn(model, x)
+    update_bn([x[i : i + 32] for i in range(0, len(x), 32)], model)  # precise BN
     return plain, accuracy(model, xt, yt), seconds
 
 

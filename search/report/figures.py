@@ -56,7 +56,8 @@ def factor_bars(table: pd.DataFrame, factor: str, metric: str, path: Path) -> Pa
     lows = np.where(np.isfinite(low), low, means)
     highs = np.where(np.isfinite(high), high, means)
     if np.isfinite(lows).any():
-        ax.set_ylim(max(0.0, np.nanmin(lows) - 5), min(101.0, np.nanmax(highs) + 5))
+        # room above the highest bar for its "n=" label, even at 100 %
+        ax.set_ylim(max(0.0, np.nanmin(lows) - 5), np.nanmax(highs) + 5)
     ax.set_ylabel(f"test {metric} (%)")
     ax.set_title(f"{factor}: mean and 95 % bootstrap CI", fontsize=10)
     return _save(fig, path)

@@ -14,8 +14,7 @@ from typing import Any
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
 from search.optuna_space import KIND
-
-FULL_FIDELITY_KINDS = ("ablation", "grid")
+from search.store.schema import FULL_FIDELITY_KINDS
 
 
 class FullFidelityASHA(ASHAScheduler):

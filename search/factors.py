@@ -58,6 +58,21 @@ class Factor:
         """True when the factor has more than one possible value."""
         return not (self.kind == "constant" or (self.categorical and len(self.levels) == 1))
 
+    def parse_level(self, value: Any) -> Any:
+        """A level as a space file or a user writes it -> the factor's own value.
+
+        Subsets may be written ``"stage2+stage1"`` or as a list in any order; they come back
+        as the matching level (sites in the factor's order). Other values pass through.
+        """
+        if self.kind != "subset":
+            return value
+        sites = value.split("+") if isinstance(value, str) else list(value)
+        for level in self.levels:
+            if sorted(level) == sorted(sites):
+                return level
+        order = self.sites or []
+        return sorted(sites, key=lambda s: order.index(s) if s in order else len(order))
+
     def encode(self, value: Any) -> Any:
         """Optuna-safe representation of a categorical level."""
         if self.kind == "subset":

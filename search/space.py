@@ -181,9 +181,9 @@ class Space:
             if not self.active(f, self._context(out)):
                 continue
             if f.name in point:
-                out[f.name] = point[f.name]
+                out[f.name] = f.parse_level(point[f.name])
             elif f.name in base:
-                out[f.name] = _decode_level(f, base[f.name])
+                out[f.name] = f.parse_level(base[f.name])
             elif f.kind == "subset":
                 out[f.name] = list(f.sites or [])
             elif f.categorical:
@@ -199,6 +199,35 @@ class Space:
     def baseline(self) -> dict[str, Any]:
         """The ablation baseline, completed by :meth:`fill`."""
         return self.fill({})
+
+    def configurations(self) -> list[tuple[str, dict[str, Any]]]:
+        """(name, completed point) of every named configuration of the ablation section."""
+        if self.ablation is None:
+            return []
+        base = self.baseline()
+        return [
+            (
+                name,
+                self.fill({**base, **{k: self.factors[k].parse_level(v) for k, v in cfg.items()}}),
+            )
+            for name, cfg in self.ablation.configurations.items()
+        ]
+
+    def point_key(self, point: dict[str, Any]) -> str:
+        """A canonical string for a point: subsets sorted, floats to 12 significant digits.
+
+        Two points with the same key train the same configuration; trials, ablation levels
+        and named configurations are matched by it (never by labels).
+        """
+        canon: dict[str, Any] = {}
+        for name, value in point.items():
+            f = self.factors.get(name)
+            if f is not None and f.kind == "subset" and isinstance(value, list):
+                value = sorted(value)
+            elif isinstance(value, float):
+                value = float(f"{value:.12g}")
+            canon[name] = value
+        return json.dumps(canon, sort_keys=True, default=str)
 
     def trial_config(
         self, point: dict[str, Any], *, seed: int | None = None, fold: int | None = None
@@ -676,7 +705,7 @@ def _check_cross(space: Space, errors: _Errors) -> None:
                 f"'{name}' is not a factor of the space{_suggest(name, list(space.factors))}",
             )
             continue
-        if f.categorical and _norm(value, f) not in [_norm(v, f) for v in f.levels]:
+        if f.categorical and f.parse_level(value) not in f.levels:
             levels = ", ".join(f.level_label(v) for v in f.levels)
             errors.add(
                 ("ablation",), f"{name}: {value!r} is not a level of the factor; levels: {levels}"
@@ -692,14 +721,6 @@ def _check_cross(space: Space, errors: _Errors) -> None:
                     ("reference", "rows", i),
                     f"config '{cfg}' is not under ablation.configurations{_suggest(str(cfg), sorted(known))}",
                 )
-
-
-def _norm(value: Any, f: Factor) -> Any:
-    if f.kind == "subset":
-        if isinstance(value, str):
-            value = value.split("+")
-        return sorted(value)
-    return value
 
 
 def _check_sites(space: Space, errors: _Errors) -> None:
@@ -724,33 +745,22 @@ def _check_sites(space: Space, errors: _Errors) -> None:
 
 
 def iter_ablation_points(space: Space) -> list[tuple[str, str, dict[str, Any]]]:
-    """(factor, level label, point) for the baseline and every one-factor-at-a-time variant."""
+    """(factor, level label, point) for the baseline, every one-factor-at-a-time variant and
+    every named configuration; points that are the same after completion appear once."""
     if space.ablation is None:
         return []
     base = space.baseline()
     out = [("baseline", "baseline", base)]
-    seen = {json.dumps(base, sort_keys=True, default=str)}
-    for name in space.ablation.factors:
-        f = space.factors[name]
-        for level in f.levels:
-            point = space.fill({**base, name: level})
-            key = json.dumps(point, sort_keys=True, default=str)
-            if key in seen:
-                continue
-            seen.add(key)
-            out.append((name, f.level_label(level), point))
-    for cname, cfg in space.ablation.configurations.items():
-        point = space.fill(
-            {**base, **{k: _decode_level(space.factors[k], v) for k, v in cfg.items()}}
-        )
-        key = json.dumps(point, sort_keys=True, default=str)
+    seen = {space.point_key(base)}
+    candidates = [
+        (name, space.factors[name].level_label(level), space.fill({**base, name: level}))
+        for name in space.ablation.factors
+        for level in space.factors[name].levels
+    ]
+    candidates += [("configuration", cname, point) for cname, point in space.configurations()]
+    for factor, label, point in candidates:
+        key = space.point_key(point)
         if key not in seen:
             seen.add(key)
-            out.append(("configuration", cname, point))
+            out.append((factor, label, point))
     return out
-
-
-def _decode_level(f: Factor, value: Any) -> Any:
-    if f.kind == "subset" and isinstance(value, str):
-        return value.split("+")
-    return value

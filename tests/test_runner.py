@@ -235,3 +235,21 @@ def test_unreachable_cluster_is_exit_2_and_leaves_no_study(tiny: Path) -> None:
     assert "cannot reach a Ray cluster at 127.0.0.1:1" in r.stderr and "Traceback" not in r.stderr
     with Store.open(f"sqlite:///{cwd / 'leuksearch.db'}") as store:
         assert store.studies() == []
+
+
+def test_grid_study_runs_every_point_at_full_fidelity(tiny: Path) -> None:
+    cwd = tiny.parent
+    grid = (
+        tiny.read_text()
+        .replace("algorithm: tpe", "algorithm: grid")
+        .replace("  lr: {loguniform: [1.0e-3, 1.0e-2]}\n", "  lr: 3.0e-3\n")
+        .replace("attention: {choice: [none, se, scab]}", "attention: {choice: [none, scab]}")
+    )
+    tiny.write_text(grid)
+    r = leuksearch("run", str(tiny), "--json", cwd=cwd)
+    assert r.returncode == 0, r.stderr[-3000:]
+    with Store.open(f"sqlite:///{cwd / 'leuksearch.db'}") as store:
+        trials = store.trials(store.study("tiny")["id"])
+    assert sorted(t["params"]["attention"] for t in trials) == ["none", "scab"]
+    assert all(t["kind"] == "grid" and t["status"] == "completed" for t in trials)
+    assert all(t["fidelity"] == "full" for t in trials)

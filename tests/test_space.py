@@ -227,3 +227,31 @@ space:
     msg = str(info.value)
     assert "lrr" in msg and "did you mean 'lr'" in msg
     assert "also a factor" in msg
+
+
+def test_subset_levels_written_in_any_order_are_the_same_point(tmp_path: Path) -> None:
+    from search.optuna_space import enqueued_trials
+
+    p = write(
+        tmp_path,
+        """
+study: t
+ablation:
+  baseline: {attention: scab, placement: stage1+stage2}
+  factors: [attention]
+  configurations:
+    Same: {attention: scab, placement: stage2+stage1}
+    Other: {attention: scab, placement: [stage2]}
+space:
+  attention: {choice: [none, scab]}
+  placement: {subset: [stage1, stage2], when: "attention != 'none'"}
+""",
+    )
+    space = load_space(p)
+    points = iter_ablation_points(space)
+    assert [label for _, label, _ in points] == ["baseline", "none", "Other"]
+    assert dict(space.configurations())["Same"]["placement"] == ["stage1", "stage2"]
+    placement = space.factors["placement"]
+    for params, _attrs in enqueued_trials(space):
+        if "placement" in params:
+            assert params["placement"] in placement.encoded_levels

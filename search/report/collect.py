@@ -16,14 +16,15 @@ from typing import Any
 
 import pandas as pd
 
-from leukmodels.sites import ARCH_FIELDS  # noqa: F401  (torch-free)
+from leukmodels.sites import ARCH_FIELDS
 from search.space import Space, load_space
+from search.store.schema import SEARCH_KINDS
 from search.store.store import Store
 
 METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "kappa", "auc")
 """Test metrics of the tables, in the papers' order (kappa and AUC as in their tables)."""
 EXTRA_METRICS = ("mcc", "balanced_accuracy", "npv")
-STAT_KINDS = ("ablation", "grid", "explore")
+STAT_KINDS = SEARCH_KINDS  # retrain runs repeat a stored trial: never counted twice
 """Trial kinds whose fully trained runs enter the statistics (not ``retrain``)."""
 
 
@@ -37,16 +38,8 @@ class StudyData:
 
 
 def point_key(space: Space, point: dict[str, Any]) -> str:
-    """A canonical string for a completed point: subsets sorted, floats to 12 digits."""
-    canon: dict[str, Any] = {}
-    for name, value in point.items():
-        f = space.factors.get(name)
-        if f is not None and f.kind == "subset" and isinstance(value, list):
-            value = sorted(value)
-        elif isinstance(value, float):
-            value = float(f"{value:.12g}")
-        canon[name] = value
-    return json.dumps(canon, sort_keys=True, default=str)
+    """:meth:`Space.point_key` (trials and configurations are matched by it)."""
+    return space.point_key(point)
 
 
 def load_study(store: Store, name: str) -> StudyData:

@@ -20,20 +20,8 @@ from search.space import Space
 
 
 def configurations(space: Space) -> list[tuple[str, dict[str, Any]]]:
-    """(name, completed point) of every named configuration of the ablation section."""
-    if space.ablation is None:
-        return []
-    base = space.baseline()
-    out = []
-    for name, cfg in space.ablation.configurations.items():
-        decoded = {k: _decode(space, k, v) for k, v in cfg.items()}
-        out.append((name, space.fill({**base, **decoded})))
-    return out
-
-
-def _decode(space: Space, name: str, value: Any) -> Any:
-    f = space.factors[name]
-    return value.split("+") if f.kind == "subset" and isinstance(value, str) else value
+    """(name, completed point) of every named configuration (:meth:`Space.configurations`)."""
+    return space.configurations()
 
 
 def configuration_table(data: StudyData, metrics: tuple[str, ...] = METRICS) -> pd.DataFrame:

@@ -38,7 +38,11 @@ NAMING_CONVENTION = {
 STUDY_STATUSES = ("running", "completed", "interrupted", "failed")
 TRIAL_STATUSES = ("pending", "running", "completed", "pruned", "failed", "terminated")
 TERMINAL_TRIAL_STATUSES = ("completed", "pruned", "failed", "terminated")
-TRIAL_KINDS = ("explore", "ablation", "retrain")
+TRIAL_KINDS = ("explore", "ablation", "grid", "retrain")
+"""explore: proposed by the sampler (may be pruned); ablation / grid: enqueued before
+exploration and trained to full fidelity; retrain: `leuksearch retrain` of a stored trial."""
+FULL_FIDELITY_KINDS = ("ablation", "grid")
+SEARCH_KINDS = ("ablation", "grid", "explore")
 FIDELITIES = ("full", "partial")
 MODES = ("max", "min")
 EPOCH_COLUMNS = (

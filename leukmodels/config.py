@@ -8,29 +8,31 @@ Unknown keys are errors (``extra='forbid'``) so a misspelt factor never passes s
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-BACKBONES = (
-    "resnet18",
-    "resnet50",
-    "mobilenetv4_conv_small",
-    "mobilenetv4_conv_medium",
-    "efficientnetv2_s",
-    "mobilenetv1_100",
-    "mobilenetv3_large_100",
-    "densenet121",
+VAL_METRICS = (
+    "accuracy",
+    "balanced_accuracy",
+    "f1",
+    "precision",
+    "recall",
+    "specificity",
+    "kappa",
+    "mcc",
+    "auc",
 )
-ATTENTIONS = ("none", "se", "cbam", "pcab", "pcab_heavy", "scab", "csab")
-POOLINGS = ("gap", "gmp", "both")
-LOSSES = ("ce", "weighted_ce", "focal", "label_smoothing", "ce_then_focal")
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
-SCHEDULES = ("constant", "cosine", "step", "plateau")
-COLOR_SPACES = ("rgb", "hsv", "lab", "hed")
-STAIN_NORMS = ("none", "reinhard")
-BALANCES = ("none", "hsv_desat")
-SPLIT_KINDS = ("holdout", "kfold", "predefined")
+"""Test metrics also computed on the validation split every epoch (as ``val_<name>``)."""
+EPOCH_METRICS = (
+    *(f"val_{m}" for m in VAL_METRICS),
+    "val_loss",
+    "train_loss",
+    "train_accuracy",
+)
+"""What every epoch reports that a search may rank by (``search.metric``)."""
+EPOCH_TIMINGS = ("lr", "epoch_time_s", "data_time_s", "compute_time_s")
+"""The rest of an epoch's row."""
 
 Backbone = Literal[
     "resnet18",
@@ -44,6 +46,18 @@ Backbone = Literal[
 ]
 Attention = Literal["none", "se", "cbam", "pcab", "pcab_heavy", "scab", "csab"]
 Pooling = Literal["gap", "gmp", "both"]
+Loss = Literal["ce", "weighted_ce", "focal", "label_smoothing", "ce_then_focal"]
+Optimizer = Literal["sgd", "adam", "adamw", "rmsprop"]
+Schedule = Literal["constant", "cosine", "step", "plateau"]
+ColorSpace = Literal["rgb", "hsv", "lab", "hed"]
+
+BACKBONES: tuple[str, ...] = get_args(Backbone)
+ATTENTIONS: tuple[str, ...] = get_args(Attention)
+POOLINGS: tuple[str, ...] = get_args(Pooling)
+LOSSES: tuple[str, ...] = get_args(Loss)
+OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
+SCHEDULES: tuple[str, ...] = get_args(Schedule)
+COLOR_SPACES: tuple[str, ...] = get_args(ColorSpace)
 
 
 class _Strict(BaseModel):
@@ -79,14 +93,14 @@ class TrialParams(_Strict):
     head_bn: bool = False
 
     # --- loss -----------------------------------------------------------------------
-    loss: Literal["ce", "weighted_ce", "focal", "label_smoothing", "ce_then_focal"] = "ce"
+    loss: Loss = "ce"
     focal_gamma: float = Field(2.0, ge=0.0)
     focal_alpha: float | None = Field(0.25, ge=0.0, le=1.0)
     label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
     focal_switch_epoch: int = Field(5, ge=0)
 
     # --- optimiser and schedule -------------------------------------------------------
-    optimizer: Literal["sgd", "adam", "adamw", "rmsprop"] = "sgd"
+    optimizer: Optimizer = "sgd"
     lr: float = Field(0.01, gt=0.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     nesterov: bool = False
@@ -94,7 +108,7 @@ class TrialParams(_Strict):
     beta1: float = Field(0.9, gt=0.0, lt=1.0)
     beta2: float = Field(0.999, gt=0.0, lt=1.0)
     l1: float = Field(0.0, ge=0.0, description="L1 penalty on the classifier weights")
-    schedule: Literal["constant", "cosine", "step", "plateau"] = "constant"
+    schedule: Schedule = "constant"
     min_lr: float = Field(1e-6, ge=0.0)
     step_size: int = Field(10, ge=1)
     step_gamma: float = Field(0.1, gt=0.0)
@@ -112,7 +126,7 @@ class TrialParams(_Strict):
     # --- pre-processing, balancing, augmentation, robustness -------------------------
     clahe: bool = False
     stain_norm: Literal["none", "reinhard"] = "none"
-    color_space: Literal["rgb", "hsv", "lab", "hed"] = "rgb"
+    color_space: ColorSpace = "rgb"
     nucleus_crop: bool = False
     balance: Literal["none", "hsv_desat"] = "none"
     offline_noise: list[float] = Field(default_factory=list)
@@ -203,7 +217,3 @@ class TrialConfig(_Strict):
         "val_f1", description="validation metric for the best epoch and early stopping"
     )
     monitor_mode: Literal["max", "min"] = "max"
-
-
-PARAM_NAMES: tuple[str, ...] = tuple(TrialParams.model_fields)
-DATA_NAMES: tuple[str, ...] = tuple(DataSpec.model_fields)

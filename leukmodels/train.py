@@ -25,7 +25,7 @@ from torch import nn
 from torch.optim.swa_utils import update_bn
 
 from leukmodels.arch import build_model
-from leukmodels.config import TrialConfig
+from leukmodels.config import VAL_METRICS, TrialConfig
 from leukmodels.data.prepare import make_eval_loader, make_loaders, prepare_data, test_noise_sets
 from leukmodels.errors import DataError
 from leukmodels.losses import build_loss
@@ -120,18 +120,7 @@ def predict(
 
 
 def _val_row(metrics: dict[str, Any], loss: float) -> dict[str, float]:
-    keys = (
-        "accuracy",
-        "balanced_accuracy",
-        "f1",
-        "precision",
-        "recall",
-        "specificity",
-        "kappa",
-        "mcc",
-        "auc",
-    )
-    row = {f"val_{k}": metrics[k] for k in keys if isinstance(metrics.get(k), (int, float))}
+    row = {f"val_{k}": metrics[k] for k in VAL_METRICS if isinstance(metrics.get(k), (int, float))}
     row["val_loss"] = loss
     return row
 

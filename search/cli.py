@@ -187,8 +187,6 @@ def _cmd(name: str) -> Callable[[argparse.Namespace], int]:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "data_root", None):
-        os.environ["LEUKSEARCH_DATA"] = args.data_root
     try:
         return int(_cmd(args.command)(args) or 0)
     except UserError as exc:

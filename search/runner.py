@@ -81,9 +81,7 @@ def check_data(space: Space, overrides: dict[str, Any]) -> None:
     the decode cache is warm for every trial on this machine."""
     from leukmodels.data.prepare import prepare_data
 
-    tc = space.trial_config(space.baseline())
-    for key, value in overrides.items():
-        setattr(tc.data, key, value)
+    tc = space.trial_config(space.baseline(), overrides=overrides)
     data = prepare_data(tc.data, tc.params, log=log)
     if data.bad_images:
         log(f"skipping {len(data.bad_images)} unreadable image(s) (--skip-bad-images)")

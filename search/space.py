@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from leukmodels.config import DataSpec, TrialConfig, TrialParams
+from leukmodels.config import EPOCH_METRICS, DataSpec, TrialConfig, TrialParams
 from leukmodels.errors import UserError
 from search.conditions import ConditionError, parse_condition
 from search.factors import KINDS, Factor, subsets
@@ -27,20 +27,6 @@ from search.yamlsrc import YamlSource, load_yaml
 
 SECTIONS = ("study", "description", "data", "search", "ablation", "space", "profiles", "reference")
 DATA_FACTORS = ("protocol",)  # factors that choose the data protocol instead of a parameter
-EPOCH_METRICS = (
-    "val_accuracy",
-    "val_balanced_accuracy",
-    "val_f1",
-    "val_precision",
-    "val_recall",
-    "val_specificity",
-    "val_kappa",
-    "val_mcc",
-    "val_auc",
-    "val_loss",
-    "train_loss",
-    "train_accuracy",
-)
 
 
 class _Strict(BaseModel):
@@ -230,9 +216,19 @@ class Space:
         return json.dumps(canon, sort_keys=True, default=str)
 
     def trial_config(
-        self, point: dict[str, Any], *, seed: int | None = None, fold: int | None = None
+        self,
+        point: dict[str, Any],
+        *,
+        seed: int | None = None,
+        fold: int | None = None,
+        overrides: dict[str, Any] | None = None,
     ) -> TrialConfig:
-        """The :class:`TrialConfig` for one point of the space (bundles expanded)."""
+        """The :class:`TrialConfig` for one point of the space.
+
+        Bundles are expanded, the protocol chosen, the epoch budget applied, and the
+        command line's data ``overrides`` (DataSpec fields) set; the monitored metric is
+        the search's. Bad parameter values raise a UserError naming them.
+        """
         params: dict[str, Any] = {}
         for k, v in point.items():
             f = self.factors.get(k)
@@ -241,18 +237,26 @@ class Space:
             elif k not in DATA_FACTORS:
                 params[k] = v
         data = self.protocols[point["protocol"]] if "protocol" in point else self.data
-        data = data.model_copy(deep=True)
+        data = data.model_copy(deep=True, update=overrides or {})
         if fold is not None:
             data.split.fold = fold
         max_epochs = self.search.scheduler.max_epochs
-        tp = TrialParams(**params)
+        try:
+            tp = TrialParams(**params)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, loc))}: {msg}" for loc, msg in validation_messages(exc)
+            )
+            raise UserError(f"bad trial parameters: {problems}") from None
         if max_epochs is not None and tp.epochs > max_epochs:
             tp.epochs = max_epochs
         if seed is not None:
             tp.seed = seed
             if self.search.resplit:
                 data.split.seed = seed
-        return TrialConfig(data=data, params=tp)
+        return TrialConfig(
+            data=data, params=tp, monitor=self.search.metric, monitor_mode=self.search.mode
+        )
 
     def describe(self) -> dict[str, Any]:
         """Machine-readable summary for ``leuksearch describe --json``."""
@@ -278,6 +282,20 @@ class Space:
 # ----------------------------------------------------------------------------- loading
 
 
+def validation_messages(exc: ValidationError) -> list[tuple[tuple, str]]:
+    """(location, message) per pydantic error, in our words: the value given is quoted and
+    an unknown key says so."""
+    out = []
+    for err in exc.errors():
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif "input" in err and err["type"] != "missing" and not isinstance(err["input"], dict):
+            msg += f" (got {err['input']!r})"
+        out.append((tuple(err["loc"]), msg))
+    return out
+
+
 class _Errors:
     """Collects error lines with file:line locations."""
 
@@ -298,21 +316,10 @@ class _Errors:
         return self.src.where(loc)
 
     def pydantic(self, prefix: tuple, exc: ValidationError) -> None:
-        for err in exc.errors():
-            loc = prefix + tuple(err["loc"])
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                msg = "unknown key"
-                model_keys = _known_keys(prefix + tuple(err["loc"][:-1]))
-                if model_keys:
-                    msg += f"; valid keys: {', '.join(model_keys)}"
-            elif (
-                "input" in err
-                and err["type"] not in ("missing",)
-                and not isinstance(err["input"], dict)
-            ):
-                msg += f" (got {err['input']!r})"
-            self.add(loc, msg)
+        for loc, msg in validation_messages(exc):
+            if msg == "unknown key" and (keys := _known_keys(prefix + loc[:-1])):
+                msg += f"; valid keys: {', '.join(keys)}"
+            self.add(prefix + loc, msg)
 
     def raise_if_any(self) -> None:
         if self.items:
@@ -473,10 +480,8 @@ def _merge(base: dict, override: dict) -> dict:
 
 
 def _validate_augment(value: Any, loc: tuple, errors: _Errors) -> None:
-    try:
-        from leukmodels.data.augment import validate_augment
-    except ImportError:  # pragma: no cover - augment module not installed yet
-        return
+    from leukmodels.data.augment import validate_augment
+
     try:
         validate_augment(value)
     except UserError as exc:
@@ -487,9 +492,8 @@ def _check_value(name: str, value: Any, loc: tuple, errors: _Errors) -> bool:
     try:
         TrialParams(**{name: value})
     except ValidationError as exc:
-        for err in exc.errors():
-            msg = err["msg"].removeprefix("Value error, ")
-            errors.add(loc, f"{msg} (got {value!r})")
+        for _, msg in validation_messages(exc):
+            errors.add(loc, msg)
         return False
     return True
 
@@ -727,10 +731,8 @@ def _check_sites(space: Space, errors: _Errors) -> None:
     f = space.factors.get("placement")
     if f is None:
         return
-    try:
-        from leukmodels.sites import sites
-    except ImportError:  # pragma: no cover - arch module not installed yet
-        return
+    from leukmodels.sites import sites
+
     bf = space.factors.get("backbone")
     backbones = bf.levels if bf and bf.categorical else [TrialParams().backbone]
     wanted = sorted({s for level in f.levels if isinstance(level, list) for s in level})

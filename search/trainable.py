@@ -19,11 +19,9 @@ from search.space import Space
 def trial_config_for(space: Space, config: dict[str, Any], overrides: dict[str, Any]) -> Any:
     """The TrialConfig of a Tune trial: decoded point, seed, fold, data overrides."""
     point = decode_config(space, config)
-    tc = space.trial_config(point, seed=config.get(SEED), fold=config.get(FOLD))
-    for key, value in overrides.items():
-        setattr(tc.data, key, value)
-    tc.monitor = space.search.metric
-    tc.monitor_mode = space.search.mode
+    tc = space.trial_config(
+        point, seed=config.get(SEED), fold=config.get(FOLD), overrides=overrides
+    )
     tc.threads = max(1, int(space.search.resources.cpu))
     return tc
 

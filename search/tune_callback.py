@@ -14,12 +14,13 @@ from typing import Any
 
 from ray.tune import Callback
 
+from leukmodels.config import EPOCH_METRICS, EPOCH_TIMINGS
 from search.optuna_space import KIND, NUMBER, REPEAT, SEED, decode_config
-from search.space import EPOCH_METRICS, Space
+from search.space import Space
 from search.store.store import Store
 from search.trainable import trial_config_for
 
-EPOCH_KEYS = (*EPOCH_METRICS, "lr", "epoch_time_s", "data_time_s", "compute_time_s")
+EPOCH_KEYS = (*EPOCH_METRICS, *EPOCH_TIMINGS)
 
 
 def _err(msg: str) -> None:

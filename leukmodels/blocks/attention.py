@@ -52,9 +52,9 @@ import torch
 from timm.layers import SEModule
 from torch import Tensor, nn
 
+from leukmodels.config import POOLINGS
 from leukmodels.errors import UserError
 
-POOLINGS = ("gap", "gmp", "both")
 SPATIAL_CONVS = ("standard", "dilated")
 OPTION_NAMES = ("reduction", "pooling", "spatial_conv", "kernel_size")
 DILATION = 2

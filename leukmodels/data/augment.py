@@ -30,12 +30,12 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any
-
-import albumentations as A
-import cv2
+from typing import TYPE_CHECKING, Any
 
 from leukmodels.errors import UserError
+
+if TYPE_CHECKING:
+    import albumentations as A
 
 PRESETS: dict[str, list[Any]] = {
     "none": [],
@@ -53,6 +53,14 @@ GEOMETRIC = ("rotate", "shift", "zoom", "shear")
 NAMES = ("hflip", "vflip", *GEOMETRIC, "brightness", "blur", "color_jitter", "gaussian_noise")
 
 AugmentSpec = list[Any] | str | None
+
+
+def _albumentations() -> Any:
+    """albumentations, imported on first use (it imports torch: validating a space's
+    augmentation names must not)."""
+    import albumentations
+
+    return albumentations
 
 
 def _valid() -> str:
@@ -108,6 +116,7 @@ def _items(spec: AugmentSpec) -> list[tuple[str, Any]]:
 
 
 def _albumentations_class(name: str) -> type[A.BasicTransform] | None:
+    A = _albumentations()  # noqa: N806
     cls = getattr(A, name, None)
     if inspect.isclass(cls) and issubclass(cls, A.BasicTransform):
         return cls
@@ -131,35 +140,43 @@ def _construct(
         raise UserError(f"augment {name}: invalid arguments {kwargs}: {detail}") from None
 
 
-def _named(name: str, arg: Any) -> A.BasicTransform:
+def _named(name: str, arg: Any) -> tuple[str, dict[str, Any]]:
+    """(albumentations class name, kwargs) for one of our short names; checks the argument."""
     if name in ("hflip", "vflip"):
         p = 0.5 if arg is None else _number(name, arg, 0.0, 1.0)
-        return (A.HorizontalFlip if name == "hflip" else A.VerticalFlip)(p=p)
+        return ("HorizontalFlip" if name == "hflip" else "VerticalFlip"), {"p": p}
     if name == "brightness":
-        return A.MultiplicativeNoise(
-            multiplier=_pair(name, arg), per_channel=False, elementwise=False, p=1.0
-        )
+        multiplier = _pair(name, arg)
+        return "MultiplicativeNoise", {
+            "multiplier": multiplier, "per_channel": False, "elementwise": False, "p": 1.0
+        }  # fmt: skip
     if name == "blur":
         sigma = 1.5 if arg is None else _number(name, arg, 0.1)
-        return A.GaussianBlur(sigma_limit=(0.1, sigma), p=0.5)
+        return "GaussianBlur", {"sigma_limit": (0.1, sigma), "p": 0.5}
     if name == "color_jitter":
         if isinstance(arg, dict):
-            return _construct(
-                "color_jitter (ColorJitter)", A.ColorJitter, {**arg, "p": arg.get("p", 0.5)}
-            )
+            return "ColorJitter", {**arg, "p": arg.get("p", 0.5)}
         s = 0.2 if arg is None else _number(name, arg, 0.0, 1.0)
-        return A.ColorJitter(brightness=s, contrast=s, saturation=s, hue=s / 4, p=0.5)
+        return "ColorJitter", {
+            "brightness": s,
+            "contrast": s,
+            "saturation": s,
+            "hue": s / 4,
+            "p": 0.5,
+        }
     if name == "gaussian_noise":
-        sigma = _number(name, arg, 0.0, 255.0) / 255.0 if arg is not None else None
-        if sigma is None:
+        if arg is None:
             raise UserError(
                 "augment gaussian_noise: give the sigma on the 0-255 scale, e.g. {gaussian_noise: 5}"
             )
-        return A.GaussNoise(std_range=(sigma, sigma), p=0.5)
+        sigma = _number(name, arg, 0.0, 255.0) / 255.0
+        return "GaussNoise", {"std_range": (sigma, sigma), "p": 0.5}
     raise AssertionError(name)  # pragma: no cover
 
 
-def _affine(args: dict[str, Any]) -> A.Affine:
+def _affine(args: dict[str, Any], build: bool = True) -> A.Affine | None:
+    import cv2
+
     kwargs: dict[str, Any] = {"border_mode": cv2.BORDER_REPLICATE, "p": 1.0}
     if "rotate" in args:
         deg = _number("rotate", args["rotate"])
@@ -173,11 +190,13 @@ def _affine(args: dict[str, Any]) -> A.Affine:
     if "shear" in args:
         deg = _number("shear", args["shear"])
         kwargs["shear"] = (-deg, deg)
-    return A.Affine(**kwargs)
+    return _albumentations().Affine(**kwargs) if build else None
 
 
-def _transforms(spec: AugmentSpec) -> list[A.BasicTransform]:
-    transforms: list[A.BasicTransform | dict[str, Any]] = []
+def _transforms(spec: AugmentSpec, build: bool = True) -> list[A.BasicTransform]:
+    """The transforms of ``spec``; with ``build=False`` only check it (albumentations is
+    imported only when a transform is named by its albumentations class or must be built)."""
+    items: list[Any] = []  # (class name, kwargs, label) or the merged geometric dict
     geometric: dict[str, Any] | None = None
     for name, arg in _items(spec):
         key = name.lower()
@@ -186,26 +205,38 @@ def _transforms(spec: AugmentSpec) -> list[A.BasicTransform]:
                 raise UserError(f"augment {key}: needs an argument, e.g. {{{key}: ...}}")
             if geometric is None:
                 geometric = {}
-                transforms.append(geometric)
+                items.append(geometric)
             if key in geometric:
                 raise UserError(f"augment {key} is given twice")
             geometric[key] = arg
         elif key in NAMES:
-            transforms.append(_named(key, arg))
+            cls_name, kwargs = _named(key, arg)
+            label = f"{key} ({cls_name})" if isinstance(arg, dict) else None
+            items.append((cls_name, kwargs, label))
         elif (cls := _albumentations_class(name)) is not None:
             if arg is not None and not isinstance(arg, dict):
                 raise UserError(
                     f"augment {name}: arguments must be a mapping {{kwarg: value}}, got {arg!r}"
                 )
-            transforms.append(_construct(name, cls, arg or {}))
+            items.append((cls.__name__, arg or {}, name))
         else:
             raise UserError(f"unknown augmentation {name!r}; {_valid()}")
-    return [_affine(t) if isinstance(t, dict) else t for t in transforms]
+    out = []
+    for item in items:
+        if isinstance(item, dict):
+            out.append(_affine(item, build))
+            continue
+        cls_name, kwargs, label = item
+        if label is None and not build:
+            continue  # our own names with checked arguments: nothing more to validate
+        A = _albumentations()  # noqa: N806
+        out.append(_construct(label or cls_name, getattr(A, cls_name), kwargs))
+    return out
 
 
 def validate_augment(spec: AugmentSpec) -> None:
     """Raise UserError when `spec` is not a valid augmentation list or preset."""
-    _transforms(spec)
+    _transforms(spec, build=False)
 
 
 def build_augment(spec: AugmentSpec, seed: int | None = None) -> A.Compose | None:
@@ -213,4 +244,4 @@ def build_augment(spec: AugmentSpec, seed: int | None = None) -> A.Compose | Non
     transforms = _transforms(spec)
     if not transforms:
         return None
-    return A.Compose(transforms, seed=seed)
+    return _albumentations().Compose(transforms, seed=seed)

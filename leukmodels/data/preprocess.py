@@ -26,7 +26,8 @@ import cv2
 import numpy as np
 from skimage.color import rgb2hed
 
-COLOR_SPACES = ("rgb", "hsv", "lab", "hed")
+from leukmodels.config import COLOR_SPACES
+
 CLAHE_CLIP_LIMIT = 2.0
 CLAHE_TILES = 8
 HED_DARKEST = 32

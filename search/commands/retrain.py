@@ -14,7 +14,8 @@ from pathlib import Path
 from leukmodels.config import TrialConfig
 from leukmodels.errors import UserError
 from search.cli import emit_json, log
-from search.runner import RunOptions, data_overrides
+from search.commands.run import options
+from search.runner import data_overrides
 from search.store.store import Store
 
 
@@ -30,13 +31,7 @@ def main(args: argparse.Namespace) -> int:
         if not original.get("config"):
             raise UserError(f"trial {args.trial_id} has no stored configuration to retrain")
         config = TrialConfig(**original["config"])
-        overrides = data_overrides(
-            RunOptions(
-                data=args.data, data_root=args.data_root, skip_bad_images=args.skip_bad_images
-            )
-        )
-        for key, value in overrides.items():
-            setattr(config.data, key, value)
+        config.data = config.data.model_copy(update=data_overrides(options(args)))
         if args.epochs:
             config.params.epochs = args.epochs
         out = Path(

@@ -6,11 +6,11 @@ import argparse
 import json
 from typing import Any
 
-from pydantic import ValidationError
-
 from leukmodels.config import TrialConfig
 from leukmodels.errors import UserError
 from search.cli import emit_json, log
+from search.commands.run import options
+from search.runner import data_overrides
 from search.space import Space, load_space
 
 
@@ -31,39 +31,18 @@ def parse_params(text: str | None) -> dict[str, Any]:
     return value
 
 
-def build_config(
-    space: Space, params: dict[str, Any], data: str | None, skip_bad: bool
-) -> TrialConfig:
-    """The space's baseline with ``params`` on top, and the data overrides from the CLI."""
+def build_config(space: Space, params: dict[str, Any], overrides: dict[str, Any]) -> TrialConfig:
+    """The space's baseline with ``params`` on top, and the command line's data overrides."""
     point = space.fill({**space.baseline(), **params})
     point.update({k: v for k, v in params.items() if k not in point})
-    try:
-        config = space.trial_config(point)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
-            + (
-                f" (got {e['input']!r})"
-                if "input" in e and not isinstance(e["input"], dict)
-                else ""
-            )
-            for e in exc.errors()
-        )
-        raise UserError(f"bad trial parameters: {problems}") from None
-    config.monitor = space.search.metric
-    config.monitor_mode = space.search.mode
-    if data:
-        config.data.dataset = data
-    if skip_bad:
-        config.data.skip_bad_images = True
-    return config
+    return space.trial_config(point, overrides=overrides)
 
 
 def main(args: argparse.Namespace) -> int:
     from leukmodels.train import run_trial
 
     space = load_space(args.space, args.profile)
-    config = build_config(space, parse_params(args.params), args.data, args.skip_bad_images)
+    config = build_config(space, parse_params(args.params), data_overrides(options(args)))
     if args.epochs:
         config.params.epochs = args.epochs
     if args.out:

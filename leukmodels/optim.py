@@ -116,15 +116,6 @@ class Schedule:
         else:
             self._torch.step()
 
-    def state_dict(self) -> dict:
-        """State for checkpoints (empty for ``constant``)."""
-        return {} if self._torch is None else self._torch.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        """Restore :meth:`state_dict`."""
-        if self._torch is not None:
-            self._torch.load_state_dict(state)
-
 
 def build_scheduler(
     optimizer: Optimizer, params: TrialParams, epochs: int, mode: str = "max"

@@ -32,7 +32,6 @@ class FullFidelityASHA(ASHAScheduler):
             reduction_factor=reduction_factor,
             stop_last_trials=False,
         )
-        self.pruned: set[str] = set()
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
         action = super().on_trial_result(tune_controller, trial, result)
@@ -43,6 +42,4 @@ class FullFidelityASHA(ASHAScheduler):
         )
         if exempt:
             return TrialScheduler.CONTINUE
-        if action == TrialScheduler.STOP:
-            self.pruned.add(trial.trial_id)
         return action

@@ -45,7 +45,6 @@ class StoreCallback(Callback):
         self.summary_every_s = summary_every_s
         self._store: Store | None = None
         self._ids: dict[str, int] = {}
-        self._short: dict[str, int] = {}
         self.counts = {"completed": 0, "pruned": 0, "failed": 0}
         self.best: tuple[float, int] | None = None
         self._last_summary = 0.0
@@ -86,11 +85,10 @@ class StoreCallback(Callback):
             repeat=cfg.get(REPEAT, 0),
         )
         self._ids[trial.trial_id] = tid
-        self._short[trial.trial_id] = tid
         return tid
 
     def _name(self, trial: Any) -> str:
-        return f"trial {self._short.get(trial.trial_id, '?')}"
+        return f"trial {self._ids.get(trial.trial_id, '?')}"
 
     def _label(self, trial: Any) -> str:
         point = decode_config(self.space, trial.config)

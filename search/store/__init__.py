@@ -1,7 +1,7 @@
 """The results store: one database URL (SQLite file or PostgreSQL), our ``ls_*`` tables
 beside Optuna's, versioned migrations, idempotent writes and plain-dict queries."""
 
-from search.store.jsonable import params_key, to_jsonable
+from search.store.jsonable import to_jsonable
 from search.store.migrations import LATEST_VERSION, migrate, schema_version
 from search.store.store import Store
 from search.store.url import mask_url, optuna_url, resolve_url
@@ -12,7 +12,6 @@ __all__ = [
     "mask_url",
     "migrate",
     "optuna_url",
-    "params_key",
     "resolve_url",
     "schema_version",
     "to_jsonable",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from datetime import date, datetime
@@ -10,9 +9,6 @@ from decimal import Decimal
 from enum import Enum
 from pathlib import PurePath
 from typing import Any
-
-# PostgreSQL's JSONB prints a float written as 1e+20 back as the integer 100000000000000000000.
-_BIG_INT = 10**16
 
 
 def to_jsonable(value: Any) -> Any:
@@ -47,25 +43,6 @@ def to_jsonable(value: Any) -> Any:
 
 def _key(key: Any) -> str:
     return key if isinstance(key, str) else str(to_jsonable(key))
-
-
-def _canonical_numbers(value: Any) -> Any:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and abs(value) >= _BIG_INT:
-        return float(value)
-    if isinstance(value, dict):
-        return {k: _canonical_numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_canonical_numbers(v) for v in value]
-    return value
-
-
-def params_key(params: Mapping[str, Any]) -> str:
-    """Canonical JSON of a params dict: equal params give equal keys, before and after a
-    round trip through either database (see ``Store.completed_keys``)."""
-    plain = _canonical_numbers(to_jsonable(params))
-    return json.dumps(plain, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
 def as_float(value: Any) -> float | None:

@@ -10,7 +10,6 @@ from sqlalchemy.engine import Connection
 
 from leukmodels.errors import UserError
 from search.store import schema
-from search.store.jsonable import params_key
 from search.store.rows import row_dict
 
 # Bulky columns left out of study listings (``study(name)`` has them).
@@ -116,13 +115,6 @@ def epoch_rows(conn: Connection, trial_id: int) -> list[dict[str, Any]]:
 def _trial_dict(row: Any) -> dict[str, Any]:
     item = row_dict(row)
     return {"trial_id": item.pop("id"), **item}
-
-
-def completed_param_keys(conn: Connection, study_id: int) -> set[str]:
-    """``params_key`` of every completed trial of a study."""
-    t = schema.trials
-    stmt = select(t.c.params).where(t.c.study_id == study_id, t.c.status == "completed")
-    return {params_key(params or {}) for params in conn.execute(stmt).scalars()}
 
 
 def _chunks(ids: list[int], size: int = 500) -> Iterable[list[int]]:

@@ -180,10 +180,6 @@ class Store:
         queries.check_status(status, schema.STUDY_STATUSES, "study")
         self._update_study(study_id, status=status)
 
-    def set_storage_path(self, study_id: int, path: str) -> None:
-        """Record where Ray Tune keeps the study's experiment (for resume)."""
-        self._update_study(study_id, storage_path=str(path))
-
     # -- trials ------------------------------------------------------------------------
 
     def upsert_trial(
@@ -270,16 +266,6 @@ class Store:
             if changes:
                 conn.execute(t.update().where(t.c.id == row.id).values(changes))
             return int(row.id)
-
-    def trial_id_for(self, study_id: int, tune_trial_id: str) -> int | None:
-        """The trial_id of a Tune trial in a study, or None if not recorded."""
-        t = schema.trials
-        with self.engine.connect() as conn:
-            return conn.execute(
-                select(t.c.id).where(
-                    t.c.study_id == study_id, t.c.tune_trial_id == str(tune_trial_id)
-                )
-            ).scalar()
 
     def record_epoch(self, trial_id: int, epoch: int, metrics: Mapping[str, Any]) -> None:
         """Store one epoch's metrics; the same (trial, epoch) again updates the row
@@ -438,11 +424,6 @@ class Store:
         """
         with self.engine.connect() as conn:
             return ranking.best_trials(conn, study_name, metric, mode, top)
-
-    def completed_keys(self, study_id: int) -> set[str]:
-        """``search.store.jsonable.params_key`` of every completed trial (for resume)."""
-        with self.engine.connect() as conn:
-            return queries.completed_param_keys(conn, study_id)
 
 
 def _result_values(result: Mapping[str, Any]) -> dict[str, Any]:

@@ -87,11 +87,6 @@ def resolve_url(url: str | None) -> str:
     raise _bad_url(text, f"uses the unsupported scheme {parsed.drivername!r}")
 
 
-def is_sqlite(url: str) -> bool:
-    """Whether a resolved URL names a SQLite file."""
-    return make_url(url).get_backend_name() == "sqlite"
-
-
 def sqlite_path(url: str) -> Path | None:
     """The file behind a resolved SQLite URL, or None for other databases."""
     parsed = make_url(url)

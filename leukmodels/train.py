@@ -94,12 +94,13 @@ def train_one_epoch(
 
 @torch.inference_mode()
 def predict(
-    model: nn.Module,
-    loader: torch.utils.data.DataLoader,
-    loss_fn: nn.Module | None,
-    device: torch.device,
+    model: nn.Module, loader: torch.utils.data.DataLoader, device: torch.device
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """Labels, class probabilities and mean loss over ``loader``."""
+    """Labels, class probabilities and mean cross-entropy over ``loader``.
+
+    The loss is plain cross-entropy whatever the training loss (focal, smoothed,
+    weighted): a proper scoring rule that compares across trials.
+    """
     model.eval()
     ys, probs, total, n = [], [], 0.0, 0
     for x, y in loader:
@@ -109,8 +110,7 @@ def predict(
         with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
             logits = model(x)
         logits = logits.float()
-        if loss_fn is not None:
-            total += nn.functional.cross_entropy(logits, y, reduction="sum").item()
+        total += nn.functional.cross_entropy(logits, y, reduction="sum").item()
         n += len(y)
         ys.append(y.cpu().numpy())
         probs.append(torch.softmax(logits, 1).cpu().numpy())
@@ -182,7 +182,7 @@ def run_trial(
             # short run from scratch lag far behind them (Wu & Johnson, "Rethinking BatchNorm")
             update_bn(train_loader, model, device)
         if has_val:
-            y, proba, vloss = predict(model, val_loader, loss_fn, device)
+            y, proba, vloss = predict(model, val_loader, device)
             row.update(_val_row(classification_metrics(y, proba, data.class_names), vloss))
         value = row.get(monitor, row.get(monitor.replace("val_", "train_"), row["train_accuracy"]))
         row.setdefault(monitor, value)  # the search always sees the metric it ranks by
@@ -211,12 +211,12 @@ def run_trial(
     if best_state is not None:
         model.load_state_dict(best_state)
     t_test = time.perf_counter()
-    y, proba, _ = predict(model, test_loader, None, device)
+    y, proba, _ = predict(model, test_loader, device)
     test = classification_metrics(y, proba, data.class_names, positive=config.data.positive_class)
     test["uncertain_fraction"] = uncertain_fraction(proba, p.uncertain_below) if len(y) else None
     noise: dict[str, Any] = {}
     for sigma, images in test_noise_sets(data, p.test_noise, seed=p.seed):
-        ys, ps, _ = predict(model, make_eval_loader(images, data.test.labels, p), None, device)
+        ys, ps, _ = predict(model, make_eval_loader(images, data.test.labels, p), device)
         noise[f"{sigma:g}"] = classification_metrics(
             ys, ps, data.class_names, positive=config.data.positive_class
         )

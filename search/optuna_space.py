@@ -114,3 +114,15 @@ def enqueued_trials(space: Space) -> list[tuple[dict[str, Any], dict[str, Any]]]
                 attrs["label"] = label
             out.append((encode_point(space, point), attrs))
     return out
+
+
+def study_budget(space: Space, num_samples: int | None = None) -> tuple[list, int, int]:
+    """(enqueued trials, exploration trials, total) of a study of ``space``.
+
+    ``num_samples`` (the command line's) replaces ``search.num_samples``; a grid explores
+    nothing beyond its points.
+    """
+    queued = enqueued_trials(space)
+    samples = space.search.num_samples if num_samples is None else num_samples
+    explore = 0 if space.search.algorithm == "grid" else samples
+    return queued, explore, len(queued) + explore

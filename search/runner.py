@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from leukmodels.errors import UserError
-from search.optuna_space import DefineByRun, enqueued_trials
+from search.optuna_space import DefineByRun, study_budget
 from search.space import Space, load_space
 from search.store.store import Store
 
@@ -213,10 +213,7 @@ def run_study(space: Space, opts: RunOptions) -> dict[str, Any]:
     overrides = data_overrides(opts)
     store = Store.open(opts.db)
     name = pick_study_name(store, opts.study, space)
-    queued = enqueued_trials(space)
-    samples = space.search.num_samples if opts.num_samples is None else opts.num_samples
-    explore = 0 if space.search.algorithm == "grid" else samples
-    total = len(queued) + explore
+    queued, explore, total = study_budget(space, opts.num_samples)
     if total == 0:
         raise UserError(
             f"{space.path}: nothing to run: no ablation section and search.num_samples is 0"

@@ -33,26 +33,9 @@ def train_trial(config: dict[str, Any], space: Space, overrides: dict[str, Any])
     tc = trial_config_for(space, config, overrides)
     result = run_trial(tc, on_epoch=tune.report)
     last_epoch = result["epochs"][-1]["epoch"] if result["epochs"] else 0
-    summary = {
-        k: result[k]
-        for k in (
-            "test",
-            "noise",
-            "profile",
-            "timings",
-            "split",
-            "data_report",
-            "best_epoch",
-            "best_value",
-            "monitor",
-            "class_names",
-            "epochs",
-            "checkpoint_path",
-            "seed",
-            "device",
-            "threads",
-        )
-    }
+    # the epochs were reported one by one; params and data are in the stored config
+    summary = {k: v for k, v in result.items() if k not in ("params", "data", "epochs")}
+    summary["epochs_done"] = len(result["epochs"])
     tune.report(
         {
             "epoch": last_epoch,

@@ -141,16 +141,8 @@ class StoreCallback(Callback):
         last = trial.last_result or {}
         if last.get("final"):
             payload = json.loads(last["result_json"])
-            epochs_done = len(payload.get("epochs", []))
-            self.store.finish_trial(
-                tid,
-                "completed",
-                result=payload,
-                epochs_done=epochs_done,
-                fidelity="full",
-                split_hash=payload.get("split", {}).get("hash"),
-                duration_s=payload.get("timings", {}).get("total_s"),
-            )
+            self.store.record_result(tid, payload)
+            epochs_done = payload["epochs_done"]
             self.counts["completed"] += 1
             value = last.get(self.space.search.metric)
             if value is not None and (self.best is None or self._better(value, self.best[0])):

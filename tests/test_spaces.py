@@ -17,7 +17,7 @@ import pytest
 from leukmodels.data import synthetic
 from leukmodels.data.registry import DATASETS, SYNTHETIC_SEED
 from leukmodels.data.splits import make_split
-from search.optuna_space import enqueued_trials
+from search.optuna_space import enqueued_trials, study_budget
 from search.report.collect import EXTRA_METRICS, METRICS
 from search.space import iter_ablation_points, load_space
 
@@ -56,8 +56,7 @@ def used_data(space) -> list:
 
 
 def smoke_trials(space) -> int:
-    explore = 0 if space.search.algorithm == "grid" else space.search.num_samples
-    return len(enqueued_trials(space)) + explore
+    return study_budget(space)[2]
 
 
 def test_every_issue_space_is_shipped() -> None:

@@ -44,7 +44,7 @@ def main(args: argparse.Namespace) -> int:
             text = f"{f.kind} [{f.low:g}, {f.high:g}]"
         cond = f"   when {f.when.source}" if f.when else ""
         print(f"  {f.name:<20} {text}{cond}")
-    print(f"grid of categorical factors: {space.grid_size} combinations")
+    print(f"grid of categorical factors: {info['grid_size']} combinations")
     if space.ablation:
         print(
             f"ablation: baseline {space.ablation.baseline}, factors {', '.join(space.ablation.factors)}; "

@@ -14,7 +14,24 @@ from search.cli import emit_json, log
 from search.space import load_space
 
 
-def architectures(space, num_classes: int) -> list:
+def class_count(space) -> int:
+    """Classes of the space's dataset: synthetic's setting, else the dataset's own folders
+    when they are on this machine, else 2 (said on stderr)."""
+    if space.data.dataset == "synthetic":
+        return space.data.classes
+    from leukmodels.data.registry import resolve_dataset
+    from leukmodels.errors import DataError
+
+    try:
+        return len(resolve_dataset(space.data).class_names)
+    except DataError:
+        log(
+            f"dataset {space.data.dataset} is not on this machine: profiling with 2 classes (--num-classes N to choose)"
+        )
+        return 2
+
+
+def architectures(space) -> list:
     """Distinct architectures (TrialParams) of the space's grid, in grid order."""
     from leukmodels.arch import arch_key
 
@@ -30,10 +47,8 @@ def main(args: argparse.Namespace) -> int:
     from leukmodels.profile import profile
 
     space = load_space(args.space, args.profile)
-    num_classes = args.num_classes or (
-        space.data.classes if space.data.dataset == "synthetic" else 2
-    )
-    archs = architectures(space, num_classes)
+    num_classes = args.num_classes or class_count(space)
+    archs = architectures(space)
     log(f"profiling {len(archs)} architecture(s) at {args.input_size}px, {num_classes} classes")
     rows = []
     for i, params in enumerate(archs, 1):

@@ -60,15 +60,7 @@ def main(args: argparse.Namespace) -> int:
                 new_id, status, error=f"{type(exc).__name__}: {exc}", fidelity="partial"
             )
             raise
-        store.finish_trial(
-            new_id,
-            "completed",
-            result=result,
-            epochs_done=len(result["epochs"]),
-            fidelity="full",
-            split_hash=result["split"]["hash"],
-            duration_s=result["timings"]["total_s"],
-        )
+        store.record_result(new_id, result)
     summary = {
         "trial_id": new_id,
         "retrained_from": args.trial_id,

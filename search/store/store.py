@@ -352,6 +352,22 @@ class Store:
                 )
                 conn.execute(stmt)
 
+    def record_result(self, trial_id: int, result: Mapping[str, Any]) -> None:
+        """Finish a fully trained trial from a ``leukmodels.train.run_trial`` result.
+
+        Epochs done, split hash and duration are read from the result itself.
+        """
+        epochs_done = result.get("epochs_done", len(result.get("epochs") or []))
+        self.finish_trial(
+            trial_id,
+            "completed",
+            result=result,
+            epochs_done=epochs_done,
+            fidelity="full",
+            split_hash=(result.get("split") or {}).get("hash"),
+            duration_s=(result.get("timings") or {}).get("total_s"),
+        )
+
     # -- queries -----------------------------------------------------------------------
 
     def studies(self) -> list[dict[str, Any]]:

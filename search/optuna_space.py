@@ -14,6 +14,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+
+from search.factors import Factor
 from search.space import Space, iter_ablation_points
 
 KIND = "_kind"  # explore | ablation | grid
@@ -23,6 +31,15 @@ FOLD = "_fold"
 LABEL = "_label"  # ablation: "<factor>=<level>"
 NUMBER = "_optuna_number"
 META_KEYS = (KIND, REPEAT, SEED, FOLD, LABEL, NUMBER)
+
+
+def distribution(f: Factor) -> BaseDistribution:
+    """The Optuna distribution of a searched factor (categoricals by their encoded levels)."""
+    if f.categorical:
+        return CategoricalDistribution(f.encoded_levels)
+    if f.kind == "int":
+        return IntDistribution(int(f.low), int(f.high), step=int(f.step or 1))
+    return FloatDistribution(f.low, f.high, log=f.kind == "loguniform")
 
 
 class DefineByRun:
@@ -37,15 +54,16 @@ class DefineByRun:
         for f in space.factors.values():
             if not space.active(f, space._context(decoded)):
                 continue
-            if f.kind == "constant" or (f.categorical and len(f.levels) == 1):
+            if not f.searched:
                 decoded[f.name] = f.levels[0]
                 continue
-            if f.categorical:
-                value = trial.suggest_categorical(f.name, f.encoded_levels)
-            elif f.kind == "int":
-                value = trial.suggest_int(f.name, int(f.low), int(f.high), step=int(f.step or 1))
+            d = distribution(f)
+            if isinstance(d, CategoricalDistribution):
+                value = trial.suggest_categorical(f.name, d.choices)
+            elif isinstance(d, IntDistribution):
+                value = trial.suggest_int(f.name, d.low, d.high, step=d.step)
             else:
-                value = trial.suggest_float(f.name, f.low, f.high, log=f.kind == "loguniform")
+                value = trial.suggest_float(f.name, d.low, d.high, log=d.log)
             decoded[f.name] = f.decode(value)
         attrs = dict(trial.user_attrs)
         return {
@@ -63,7 +81,7 @@ def encode_point(space: Space, point: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for name, value in point.items():
         f = space.factors[name]
-        if f.kind == "constant" or (f.categorical and len(f.levels) == 1):
+        if not f.searched:
             continue
         out[name] = f.encode(value)
     return out

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from leukmodels.errors import UserError
+from search.cli import log
 from search.optuna_space import DefineByRun, study_budget
 from search.space import Space, load_space
 from search.store.store import Store
@@ -41,10 +42,6 @@ class RunOptions:
     max_concurrent: int | None = None
     dashboard: bool = False
     storage_path: str | None = None
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 @contextlib.contextmanager

@@ -8,23 +8,19 @@ prints the progress a person reads: one line per trial event and a compact summa
 from __future__ import annotations
 
 import json
-import sys
 import time
 from typing import Any
 
 from ray.tune import Callback
 
 from leukmodels.config import EPOCH_METRICS, EPOCH_TIMINGS
+from search.cli import log
 from search.optuna_space import KIND, NUMBER, REPEAT, SEED, decode_config
 from search.space import Space
 from search.store.store import Store
 from search.trainable import trial_config_for
 
 EPOCH_KEYS = (*EPOCH_METRICS, *EPOCH_TIMINGS)
-
-
-def _err(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 class StoreCallback(Callback):
@@ -104,10 +100,10 @@ class StoreCallback(Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._start(trial)
-        _err(f"{self._name(trial)} started {self._label(trial)}")
+        log(f"{self._name(trial)} started {self._label(trial)}")
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        _err(f"{self._name(trial)} failed and will be retried")
+        log(f"{self._name(trial)} failed and will be retried")
 
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
@@ -132,7 +128,7 @@ class StoreCallback(Callback):
         if self.summary_every_s and time.monotonic() - self._last_summary > self.summary_every_s:
             self._summary(trials)
         if value is not None and int(result["epoch"]) % 5 == 0:
-            _err(
+            log(
                 f"{self._name(trial)} epoch {result['epoch']} {self.space.search.metric} {value:.4f}"
             )
 
@@ -148,7 +144,7 @@ class StoreCallback(Callback):
             if value is not None and (self.best is None or self._better(value, self.best[0])):
                 self.best = (value, tid)
             t = payload["test"]
-            _err(
+            log(
                 f"{self._name(trial)} completed: {self.space.search.metric} {_fmt(value)}, "
                 f"test accuracy {t['accuracy']:.4f} f1 {t['f1']:.4f} ({epochs_done} epochs)"
             )
@@ -157,7 +153,7 @@ class StoreCallback(Callback):
                 tid, "pruned", fidelity="partial", epochs_done=last.get("epoch")
             )
             self.counts["pruned"] += 1
-            _err(f"{self._name(trial)} pruned by ASHA at epoch {last.get('epoch')}")
+            log(f"{self._name(trial)} pruned by ASHA at epoch {last.get('epoch')}")
         self._summary(trials)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -166,7 +162,7 @@ class StoreCallback(Callback):
         self.store.finish_trial(tid, "failed", error=error, fidelity="partial")
         self.counts["failed"] += 1
         first = error.strip().splitlines()[-1] if error.strip() else "unknown error"
-        _err(f"{self._name(trial)} FAILED: {first[:300]}")
+        log(f"{self._name(trial)} FAILED: {first[:300]}")
         self._summary(trials)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
@@ -193,7 +189,7 @@ class StoreCallback(Callback):
             if self.best
             else "best -"
         )
-        _err(
+        log(
             f"-- running {c['running']} | completed {c['completed']} | pruned {c['pruned']} | "
             f"failed {c['failed']} | {best}"
         )

@@ -17,9 +17,6 @@ import optuna
 import pandas as pd
 from optuna.distributions import (
     BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
 )
 from optuna.importance import (
     FanovaImportanceEvaluator,
@@ -27,6 +24,7 @@ from optuna.importance import (
     get_param_importances,
 )
 
+from search.optuna_space import distribution
 from search.report.collect import StudyData
 from search.space import Space
 
@@ -35,17 +33,7 @@ MIN_TRIALS = 3
 
 def distributions(space: Space) -> dict[str, BaseDistribution]:
     """The Optuna distribution of every factor the search varies."""
-    out: dict[str, BaseDistribution] = {}
-    for f in space.factors.values():
-        if not f.searched:
-            continue
-        if f.categorical:
-            out[f.name] = CategoricalDistribution(f.encoded_levels)
-        elif f.kind == "int":
-            out[f.name] = IntDistribution(int(f.low), int(f.high), step=int(f.step or 1))
-        else:
-            out[f.name] = FloatDistribution(f.low, f.high, log=f.kind == "loguniform")
-    return out
+    return {f.name: distribution(f) for f in space.factors.values() if f.searched}
 
 
 def metric_study(data: StudyData, metric: str) -> optuna.Study:

@@ -1,4 +1,4 @@
-"""Shared fixtures: real PostgreSQL databases (made and dropped per session or per test)
+"""Shared fixtures: real PostgreSQL databases (made and dropped per test)
 and a store URL parametrized over SQLite and PostgreSQL.
 
 The server comes from ``$LEUKSEARCH_TEST_PG`` (default
@@ -8,6 +8,7 @@ tests are skipped, except in CI (``CI=true``), where they fail loudly.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import Iterator
@@ -51,39 +52,26 @@ def pg_admin_url() -> str:
     return url
 
 
-def _create_database(admin_url: str) -> tuple[str, str]:
+@contextlib.contextmanager
+def _temporary_database(admin_url: str) -> Iterator[str]:
+    """CREATE a uniquely named database, yield its URL, DROP it (WITH FORCE) afterwards."""
     name = f"leuksearch_test_{secrets.token_hex(6)}"
     with psycopg.connect(admin_url, autocommit=True, connect_timeout=3) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    return name, url
-
-
-def _drop_database(admin_url: str, name: str) -> None:
-    with psycopg.connect(admin_url, autocommit=True, connect_timeout=3) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-
-
-@pytest.fixture(scope="session")
-def pg_url(pg_admin_url: str) -> Iterator[str]:
-    """A fresh PostgreSQL database (``postgresql://`` URL) shared by the whole session."""
-    name, url = _create_database(pg_admin_url)
     try:
-        yield url
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     finally:
-        _drop_database(pg_admin_url, name)
+        with psycopg.connect(admin_url, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
 
 @pytest.fixture
 def fresh_pg_url(pg_admin_url: str) -> Iterator[str]:
     """A new, empty PostgreSQL database for one test, dropped afterwards."""
-    name, url = _create_database(pg_admin_url)
-    try:
+    with _temporary_database(pg_admin_url) as url:
         yield url
-    finally:
-        _drop_database(pg_admin_url, name)
 
 
 @pytest.fixture

@@ -19,10 +19,16 @@ Sites (``sites(backbone)``) are the backbone's stages, ``stage1`` .. ``stageN``:
   2 UIB, 8 UIB, 11 UIB, 1 conv. ``mobilenetv3_large_100``: 7 stages: 1 DS, 2 / 3 / 4 /
   2 / 3 IR, 1 conv. ``efficientnetv2_s``: 6 stages: 2 conv (fused, no expansion),
   4 / 4 Fused-MBConv, 6 / 9 / 15 MBConv. ``mobilenetv1_100``: 5 stages of 1 / 2 / 2 /
-  6 / 2 depthwise-separable blocks. The attention follows every block of the stage
-  (on its output, after its residual add; paper 000's "all convolution layers"), kept
-  in the block as ``post_attn`` and applied by a forward hook so the backbone's own
-  state-dict keys do not change.
+  6 / 2 depthwise-separable blocks. The attention ends every block of the stage
+  (paper 000's "all convolution layers"): on the block's residual branch, after its
+  last conv/BN (IR ``bn3``, Fused-MBConv / DS ``bn2``, UIB ``dw_end``, conv ``aa``) and
+  before the skip add, the same rule as for ResNet. On the block's output instead, PCAB
+  and SCAB (``F + attended``, a gain of 1-2) would compound along the identity path:
+  the 15-block last stage of ``efficientnetv2_s`` grew its features' std from 3.9 to
+  58 (SCAB) and 995 (PCAB) at initialisation, and fp16 overflowed to NaN on the GPU;
+  CBAM (a gain below 1) shrank them instead. The block is kept in the block as
+  ``post_attn`` (so the backbone's own state-dict keys do not change) and applied by a
+  forward hook on the branch's last module.
 - ``densenet121``: 4 stages = dense blocks 1-4 (6 / 12 / 24 / 16 layers); one attention
   after each dense block (before its transition), inserted into ``features`` as
   ``attn1`` .. ``attn4`` (a dense block is a ModuleDict that runs every child it holds).
@@ -43,6 +49,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -203,8 +210,29 @@ def _out_channels(block: nn.Module) -> int:
     return norms[-1].num_features  # timm IR / ER / DS / UIR / ConvBnAct: the last BN
 
 
-def _post_attention_hook(module: nn.Module, args: Any, output: Tensor) -> Tensor:
-    return module.post_attn(output)
+_BRANCH_END = {
+    "InvertedResidual": "bn3",
+    "EdgeResidual": "bn2",
+    "DepthwiseSeparableConv": "bn2",
+    "UniversalInvertedResidual": "dw_end",
+    "ConvBnAct": "aa",
+}
+"""The last module of each timm block's residual branch (before drop path and skip add)."""
+
+
+def _attend(attn: nn.Module, module: nn.Module, args: Any, output: Tensor) -> Tensor:
+    """Forward hook (bound to ``attn`` with functools.partial; deep-copies with the model)."""
+    return attn(output)
+
+
+def _branch_end(block: nn.Module) -> nn.Module:
+    """Where a timm block's residual branch ends; the block itself when it has no skip."""
+    name = _BRANCH_END.get(type(block).__name__)
+    if name is not None:
+        return getattr(block, name)
+    if getattr(block, "has_skip", False):
+        raise TypeError(f"no attention site known inside {type(block).__name__}")
+    return block
 
 
 def _insert_after(seq: nn.Sequential, after: str, name: str, module: nn.Module) -> None:
@@ -249,7 +277,7 @@ def _place_attention(backbone: nn.Module, params: TrialParams, chosen: list[str]
                 _insert_after(backbone.features, f"denseblock{site[5:]}", f"attn{site[5:]}", attn)
             else:
                 block.post_attn = attn
-                block.register_forward_hook(_post_attention_hook)
+                _branch_end(block).register_forward_hook(partial(_attend, attn))
 
 
 def _read_state_dict(path: Path) -> dict[str, Tensor]:

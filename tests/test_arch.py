@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
@@ -322,20 +323,55 @@ def test_resnet50_attention_after_bn3() -> None:
     assert block.se.channel.fc1.in_channels == block.bn3.num_features == 256
 
 
-def test_mobilenet_attention_follows_each_block() -> None:
-    params = TrialParams(backbone="mobilenetv4_conv_small", attention="cbam", placement=["stage3"])
+def test_mobilenet_attention_ends_each_residual_branch() -> None:
+    """In a block with a skip, out = x + attn(branch(x)); without one, out = attn(branch)."""
+    params = TrialParams(backbone="mobilenetv4_conv_small", attention="scab", placement="all")
     model = build_model(params, 2).eval()
-    stage = model.backbone.blocks[2]
+    blocks = [b for stage in model.backbone.blocks for b in stage]
+    skip = next(b for b in blocks if getattr(b, "has_skip", False))
+    plain = next(b for b in blocks if not getattr(b, "has_skip", False))
     seen: dict[str, torch.Tensor] = {}
-    stage[0].post_attn.register_forward_hook(lambda m, a, out: seen.__setitem__("attn", out))
-    stage[1].register_forward_pre_hook(lambda m, a: seen.__setitem__("next_in", a[0]))
+    for key, block in (("skip", skip), ("plain", plain)):
+        block.register_forward_pre_hook(lambda m, a, k=key: seen.__setitem__(k + "_in", a[0]))
+        block.register_forward_hook(lambda m, a, out, k=key: seen.__setitem__(k + "_out", out))
+        block.post_attn.register_forward_hook(
+            lambda m, a, out, k=key: seen.__setitem__(k + "_attn", out)
+        )
     with torch.no_grad():
         model(torch.randn(1, 3, 64, 64))
-    assert seen["next_in"] is seen["attn"]
+    torch.testing.assert_close(seen["skip_out"], seen["skip_in"] + seen["skip_attn"])
+    assert seen["plain_out"] is seen["plain_attn"]
     keys = set(model.state_dict())
     assert "backbone.blocks.2.0.post_attn.channel.fc1.weight" in keys
     bare = build_model(TrialParams(backbone="mobilenetv4_conv_small"), 2)
     assert set(bare.state_dict()) <= keys  # the backbone's own keys are unchanged
+
+
+def test_residual_attention_does_not_compound_along_the_skip_path() -> None:
+    """SCAB/PCAB (gain 1-2) on the block outputs grew the 15-block stage 6 of EfficientNetV2-S
+    to a feature std of 58 / 995 (3.9 without attention) and overflowed fp16 on the GPU."""
+    torch.manual_seed(0)
+    x = torch.randn(4, 3, 64, 64)
+    stds = {}
+    for attention in ("none", "scab", "pcab"):
+        model = build_model(TrialParams(backbone="efficientnetv2_s", attention=attention), 2)
+        model.train()
+        with torch.no_grad():
+            stream = model.backbone.blocks(model.backbone.bn1(model.backbone.conv_stem(x)))
+        stds[attention] = stream.std().item()
+    assert stds["scab"] < 2 * stds["none"] and stds["pcab"] < 2 * stds["none"], stds
+
+
+def test_attention_hooks_follow_a_deep_copy() -> None:
+    model = build_model(TrialParams(backbone="efficientnetv2_s", attention="scab"), 2).eval()
+    twin = copy.deepcopy(model)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        before = model(x)
+        for p in twin.backbone.blocks[5][0].post_attn.parameters():
+            p.add_(1.0)
+        torch.testing.assert_close(model(x), before)  # the original runs its own blocks
+        assert not torch.allclose(twin(x), before)  # and the copy runs the copy's
 
 
 def test_densenet_attention_between_block_and_transition() -> None:

@@ -104,7 +104,7 @@ def predict(
     model.eval()
     ys, probs, total, n = [], [], 0.0, 0
     for x, y in loader:
-        x, y = x.to(device), y.to(device)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):

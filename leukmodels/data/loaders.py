@@ -102,6 +102,7 @@ def make_loader(
         shuffle=shuffle,
         generator=generator,
         num_workers=workers,
+        pin_memory=torch.cuda.is_available(),  # lets train.py's non_blocking copies overlap
         drop_last=shuffle and len(dataset) % batch_size == 1 and len(dataset) > 1,
         **extra,
     )

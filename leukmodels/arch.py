@@ -26,7 +26,7 @@ Sites (``sites(backbone)``) are the backbone's stages, ``stage1`` .. ``stageN``:
   and SCAB (``F + attended``, a gain of 1-2) would compound along the identity path:
   the 15-block last stage of ``efficientnetv2_s`` grew its features' std from 3.9 to
   58 (SCAB) and 995 (PCAB) at initialisation, and fp16 overflowed to NaN on the GPU;
-  CBAM (a gain below 1) shrank them instead. The block is kept in the block as
+  CBAM (a gain below 1) shrank them instead. The attention module is kept in the block as
   ``post_attn`` (so the backbone's own state-dict keys do not change) and applied by a
   forward hook on the branch's last module.
 - ``densenet121``: 4 stages = dense blocks 1-4 (6 / 12 / 24 / 16 layers); one attention
@@ -34,7 +34,7 @@ Sites (``sites(backbone)``) are the backbone's stages, ``stage1`` .. ``stageN``:
   ``attn1`` .. ``attn4`` (a dense block is a ModuleDict that runs every child it holds).
 
 ``native_se='replace'`` puts the attention in place of a block's own SE (inside the
-block, on its expanded channels) instead of after the block. Only blocks with an SE
+block, on its expanded channels) instead of at the end of its branch. Only blocks with an SE
 have one: ``efficientnetv2_s`` stages 4-6 and ``mobilenetv3_large_100`` stages 3, 5, 6.
 With placement ``all`` the SE blocks are the sites; a named stage without SE, or a
 backbone without any, is a :class:`UserError`. ``attention='none'`` with ``replace``

@@ -137,7 +137,14 @@ def start_ray(address: str | None, dashboard: bool) -> str | None:
         if address:
             ctx = ray.init(address=address, **kwargs)
         else:
-            ctx = ray.init(include_dashboard=dashboard, dashboard_host="127.0.0.1", **kwargs)
+            # "local": always a new instance of our own; without it Ray joins any cluster
+            # it finds running on this machine (another user's, or another study's)
+            ctx = ray.init(
+                address="local",
+                include_dashboard=dashboard,
+                dashboard_host="127.0.0.1",
+                **kwargs,
+            )
     except (ConnectionError, ValueError, RuntimeError) as exc:
         where = address or "a local Ray instance"
         raise UserError(f"cannot start or join Ray at {where}: {exc}") from None

@@ -12,6 +12,8 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from leukmodels import limits as lim
+
 VAL_METRICS = (
     "accuracy",
     "balanced_accuracy",
@@ -81,7 +83,7 @@ class TrialParams(_Strict):
     spatial_conv: Literal["standard", "dilated"] | None = Field(
         None, description="spatial conv of the attention block; None = the block's default"
     )
-    spatial_kernel: int | None = Field(None, ge=1)
+    spatial_kernel: int | None = Field(None, ge=1, le=lim.MAX_KERNEL)
     native_se: Literal["keep", "replace"] = Field(
         "keep",
         description="EfficientNet/MobileNetV3 own SE: keep it, or replace it by the attention",
@@ -114,14 +116,16 @@ class TrialParams(_Strict):
     step_gamma: float = Field(0.1, gt=0.0)
     plateau_patience: int = Field(5, ge=0)
     plateau_factor: float = Field(0.1, gt=0.0, lt=1.0)
-    epochs: int = Field(30, ge=1)
-    batch_size: int = Field(32, ge=1)
-    patience: int | None = Field(None, ge=1, description="early-stopping patience in epochs")
+    epochs: int = Field(30, ge=1, le=lim.MAX_EPOCHS)
+    batch_size: int = Field(32, ge=1, le=lim.MAX_BATCH_SIZE)
+    patience: int | None = Field(
+        None, ge=1, le=lim.MAX_EPOCHS, description="early-stopping patience in epochs"
+    )
     precise_bn: bool = Field(
         True,
         description="recompute BatchNorm statistics on the training set before each evaluation",
     )
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=lim.MAX_SEED)
 
     # --- pre-processing, balancing, augmentation, robustness -------------------------
     clahe: bool = False
@@ -129,11 +133,11 @@ class TrialParams(_Strict):
     color_space: ColorSpace = "rgb"
     nucleus_crop: bool = False
     balance: Literal["none", "hsv_desat"] = "none"
-    offline_noise: list[float] = Field(default_factory=list)
+    offline_noise: list[float] = Field(default_factory=list, max_length=lim.MAX_NOISE_LEVELS)
     augment: list[Any] | str | None = Field(
         None, description="albumentations list or a preset name; None = the data section's"
     )
-    test_noise: list[float] = Field(default_factory=list)
+    test_noise: list[float] = Field(default_factory=list, max_length=lim.MAX_NOISE_LEVELS)
     uncertain_below: float = Field(0.7, ge=0.0, le=1.0)
 
     @field_validator("placement")
@@ -142,6 +146,8 @@ class TrialParams(_Strict):
         if isinstance(v, list):
             if not v:
                 raise ValueError("placement must name at least one site or be 'all'")
+            if len(set(v)) != len(v) or len(v) > lim.MAX_SITES:
+                raise ValueError(f"placement names at most {lim.MAX_SITES} distinct sites")
             bad = [s for s in v if not (s.startswith("stage") and s[5:].isdigit())]
             if bad:
                 raise ValueError(f"unknown site(s) {bad}; sites are 'stage1'..'stageN' or 'all'")
@@ -150,8 +156,8 @@ class TrialParams(_Strict):
     @field_validator("offline_noise", "test_noise")
     @classmethod
     def _sigmas(cls, v: list[float]) -> list[float]:
-        if any(s < 0 for s in v):
-            raise ValueError("noise sigmas are on the 0-255 scale and must be >= 0")
+        if any(not 0 <= s <= lim.MAX_SIGMA for s in v):
+            raise ValueError("noise sigmas are on the 0-255 scale: each must be 0..255")
         return v
 
 
@@ -162,12 +168,12 @@ class SplitSpec(_Strict):
     train: float = Field(0.8, gt=0.0, lt=1.0)
     val: float = Field(0.1, ge=0.0, lt=1.0)
     test: float = Field(0.1, ge=0.0, lt=1.0)
-    k: int = Field(5, ge=2)
+    k: int = Field(5, ge=2, le=lim.MAX_FOLDS)
     fold: int = Field(0, ge=0)
     group: Literal["auto", "patient", "none"] = Field(
         "auto", description="auto: group by patient whenever the data knows patients"
     )
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=lim.MAX_SEED)
     val_from_train: float = Field(
         0.1, ge=0.0, lt=1.0, description="kfold/predefined: validation share carved from train"
     )
@@ -193,16 +199,39 @@ class DataSpec(_Strict):
     )
     subset: str | None = Field(None, description="dataset part, e.g. cnmc2019 fold_0")
     classes: int = Field(2, ge=2, description="synthetic: number of classes (2 or 4)")
-    n: int = Field(1200, ge=8, description="synthetic: number of images")
-    patients: int = Field(40, ge=2, description="synthetic: number of simulated patients")
+    n: int = Field(1200, ge=8, le=lim.MAX_IMAGES, description="synthetic: number of images")
+    patients: int = Field(
+        40, ge=2, le=lim.MAX_PATIENTS, description="synthetic: number of simulated patients"
+    )
     split: SplitSpec = Field(default_factory=SplitSpec)
-    image_size: int = Field(224, ge=16)
-    limit: int | None = Field(None, ge=8, description="use at most this many images (stratified)")
+    image_size: int = 224
+    limit: int | None = Field(
+        None, ge=8, le=lim.MAX_IMAGES, description="use at most this many images (stratified)"
+    )
     augment: list[Any] | str = Field(default_factory=list)
     positive_class: str | None = None
     skip_bad_images: bool = False
     cache_dir: str | None = None
-    workers: int = Field(0, ge=0)
+    workers: int = Field(0, ge=0, le=lim.MAX_WORKERS)
+
+    @field_validator("image_size")
+    @classmethod
+    def _image_size(cls, v: int) -> int:
+        if not lim.MIN_IMAGE_SIZE <= v <= lim.MAX_IMAGE_SIZE:
+            raise ValueError(
+                f"image_size must be {lim.MIN_IMAGE_SIZE}..{lim.MAX_IMAGE_SIZE} px (images are "
+                f"decoded at up to {lim.MAX_IMAGE_SIZE} px, and the backbones need at least "
+                f"{lim.MIN_IMAGE_SIZE})"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _synthetic_memory(self) -> DataSpec:
+        if self.dataset == "synthetic" and (
+            problem := lim.synthetic_problem(self.n, self.image_size)
+        ):
+            raise ValueError(problem)
+        return self
 
 
 class TrialConfig(_Strict):
@@ -217,3 +246,9 @@ class TrialConfig(_Strict):
         "val_f1", description="validation metric for the best epoch and early stopping"
     )
     monitor_mode: Literal["max", "min"] = "max"
+
+    @model_validator(mode="after")
+    def _batch_memory(self) -> TrialConfig:
+        if problem := lim.batch_input_problem(self.params.batch_size, self.data.image_size):
+            raise ValueError(problem)
+        return self

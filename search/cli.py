@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from leukmodels import limits
 from leukmodels.errors import UserError
 
 EXIT_USER = 2
@@ -27,6 +28,35 @@ class _Parser(argparse.ArgumentParser):
         self.print_usage(sys.stderr)
         print(f"leuksearch: error: {message}", file=sys.stderr)
         raise SystemExit(EXIT_USER)
+
+
+def _name(what: str) -> Callable[[str], str]:
+    """An argparse type: a name that may become a file or folder name (search.names)."""
+
+    def parse(value: str) -> str:
+        from search.names import name_problem
+
+        if problem := name_problem(value, what):
+            raise argparse.ArgumentTypeError(problem)
+        return value
+
+    parse.__name__ = what
+    return parse
+
+
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer in low..high."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(f"{number} is not in {low}..{high}")
+        return number
+
+    return parse
 
 
 def emit_json(obj: Any) -> None:
@@ -42,7 +72,9 @@ def log(msg: str) -> None:
 
 def _add_space(p: argparse.ArgumentParser) -> None:
     p.add_argument("space", help="search space YAML file (see spaces/)")
-    p.add_argument("--profile", help="profile of the space to apply, e.g. smoke")
+    p.add_argument(
+        "--profile", type=_name("profile name"), help="profile of the space to apply, e.g. smoke"
+    )
 
 
 def _add_data(p: argparse.ArgumentParser) -> None:
@@ -86,9 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("synth", help="write a synthetic blood-smear dataset as an ImageFolder")
     p.add_argument("out", help="output folder")
     p.add_argument("--classes", type=int, default=2, choices=(2, 4))
-    p.add_argument("--n", type=int, default=2000)
-    p.add_argument("--size", type=int, default=64)
-    p.add_argument("--patients", type=int, default=40)
+    p.add_argument("--n", type=_int_in(1, limits.MAX_IMAGES), default=2000)
+    p.add_argument("--size", type=_int_in(limits.MIN_IMAGE_SIZE, limits.MAX_IMAGE_SIZE), default=64)
+    p.add_argument("--patients", type=_int_in(2, limits.MAX_PATIENTS), default=40)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--format", default="png", choices=("png", "jpg"))
     p.add_argument("--json", action="store_true")
@@ -97,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_space(p)
     _add_data(p)
     p.add_argument("--params", help="JSON object of parameters (default: the space's baseline)")
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--epochs", type=_int_in(1, limits.MAX_EPOCHS))
     p.add_argument("--out", help="folder for the checkpoint")
     p.add_argument("--json", action="store_true")
 
@@ -106,17 +138,25 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(p)
     _add_db(p)
     _add_ray(p)
-    p.add_argument("--study", help="study name (default: the space's, suffixed when taken)")
-    p.add_argument("--num-samples", type=int, help="exploration trials after the ablation set")
     p.add_argument(
-        "--max-concurrent", type=int, help="trials at once (default: what resources allow)"
+        "--study",
+        type=_name("study name"),
+        help="study name (default: the space's, suffixed when taken)",
+    )
+    p.add_argument(
+        "--num-samples", type=_int_in(0, 100_000), help="exploration trials after the ablation set"
+    )
+    p.add_argument(
+        "--max-concurrent",
+        type=_int_in(1, 10_000),
+        help="trials at once (default: what resources allow)",
     )
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser(
         "resume", help="continue an interrupted study (completed trials never rerun)"
     )
-    p.add_argument("--study", required=True)
+    p.add_argument("--study", required=True, type=_name("study name"))
     _add_db(p)
     _add_ray(p)
     p.add_argument("--json", action="store_true")
@@ -126,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("best", help="the best completed trials of a study, best first")
-    p.add_argument("--study", required=True)
+    p.add_argument("--study", required=True, type=_name("study name"))
     _add_db(p)
     p.add_argument(
         "--metric", help="test metric (accuracy, f1, ...) or val_* (default: the study's)"
@@ -140,13 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("trial_id", type=int)
     _add_db(p)
     _add_data(p)
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--epochs", type=_int_in(1, limits.MAX_EPOCHS))
     p.add_argument("--out", help="folder for the checkpoint (default runs/retrain-ID-TIME)")
     p.add_argument("--json", action="store_true")
     p = sub.add_parser(
         "report", help="ablation tables, statistics, plots and the paper's numbers for a study"
     )
-    p.add_argument("--study", required=True)
+    p.add_argument("--study", required=True, type=_name("study name"))
     _add_db(p)
     p.add_argument(
         "--out", required=True, help="output folder (report.md, report.html, tables/, figures/)"

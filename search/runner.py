@@ -22,6 +22,7 @@ from typing import Any
 
 from leukmodels.errors import UserError
 from search.cli import log
+from search.names import MAX_NAME_LENGTH, check_name, child_path
 from search.optuna_space import DefineByRun, study_budget
 from search.space import Space, load_space
 from search.store.store import Store
@@ -87,6 +88,7 @@ def check_data(space: Space, overrides: dict[str, Any]) -> None:
 def pick_study_name(store: Store, requested: str | None, space: Space) -> str:
     """``--study`` if free; else the space's name, suffixed -2, -3, ... when taken."""
     if requested:
+        check_name(requested, "study name")
         existing = store.study(requested)
         if existing is not None:
             raise UserError(
@@ -98,7 +100,8 @@ def pick_study_name(store: Store, requested: str | None, space: Space) -> str:
     name, n = space.study, 1
     while store.study(name) is not None:
         n += 1
-        name = f"{space.study}-{n}"
+        suffix = f"-{n}"
+        name = f"{space.study[: MAX_NAME_LENGTH - len(suffix)]}{suffix}"
     return name
 
 
@@ -228,6 +231,7 @@ def run_study(space: Space, opts: RunOptions) -> dict[str, Any]:
     if url:
         log(f"Ray dashboard: {url}{_token_hint()}")
     storage_path = str(Path(opts.storage_path or "runs").expanduser().resolve())
+    experiment = child_path(storage_path, name)  # a name is one folder, never a path
     dataset = overrides.get("dataset", space.data.dataset)
     study_id = store.ensure_study(
         name,
@@ -239,7 +243,7 @@ def run_study(space: Space, opts: RunOptions) -> dict[str, Any]:
         metric=space.search.metric,
         mode=space.search.mode,
         code_version=_code_version(),
-        storage_path=str(Path(storage_path) / name),
+        storage_path=str(experiment),
         description=space.description,
         config={"options": asdict(opts), "overrides": overrides, "budget": total},
     )
@@ -304,6 +308,7 @@ def resume_study(name: str, opts: RunOptions) -> dict[str, Any]:
 
     from search.tune_callback import StoreCallback
 
+    check_name(name, "study name")
     store = Store.open(opts.db)
     study = store.require_study(name)
     if study["status"] == "completed":

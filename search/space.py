@@ -21,8 +21,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from leukmodels.config import EPOCH_METRICS, DataSpec, TrialConfig, TrialParams
 from leukmodels.errors import UserError
+from leukmodels.limits import MAX_EPOCHS, MAX_SEED
 from search.conditions import ConditionError, parse_condition
 from search.factors import KINDS, Factor, subsets
+from search.names import name_problem
+from search.space_limits import MAX_TRIALS, check_names, check_space
 from search.yamlsrc import YamlSource, load_yaml
 
 SECTIONS = ("study", "description", "data", "search", "ablation", "space", "profiles", "reference")
@@ -37,32 +40,36 @@ class SchedulerSpec(_Strict):
     """Early stopping across trials: ASHA, or none (every trial runs to max_epochs)."""
 
     kind: Literal["asha", "none"] = "none"
-    max_epochs: int | None = Field(None, ge=1, description="caps params.epochs")
-    grace_epochs: int = Field(1, ge=1)
+    max_epochs: int | None = Field(None, ge=1, le=MAX_EPOCHS, description="caps params.epochs")
+    grace_epochs: int = Field(1, ge=1, le=MAX_EPOCHS)
     reduction_factor: float = Field(3.0, gt=1.0)
 
 
 class ResourceSpec(_Strict):
-    cpu: float = Field(1.0, gt=0)
-    gpu: float = Field(0.0, ge=0)
+    cpu: float = Field(1.0, gt=0, le=1024)
+    gpu: float = Field(0.0, ge=0, le=64)
 
 
 class SearchSpec(_Strict):
     """How the search runs."""
 
     algorithm: Literal["tpe", "random", "grid"] = "tpe"
-    num_samples: int = Field(16, ge=0, description="exploration trials after the ablation set")
+    num_samples: int = Field(
+        16, ge=0, le=MAX_TRIALS, description="exploration trials after the ablation set"
+    )
     metric: str = "val_f1"
     mode: Literal["max", "min"] = "max"
     scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
     resources: ResourceSpec = Field(default_factory=ResourceSpec)
-    max_concurrent: int | None = Field(None, ge=1)
-    repeats: int = Field(1, ge=1, description="seeds per ablation configuration")
+    max_concurrent: int | None = Field(None, ge=1, le=10_000)
+    repeats: int = Field(1, ge=1, le=100, description="seeds per ablation configuration")
     resplit: bool = Field(
         False, description="each repeat also draws a new split (split seed = the repeat's seed)"
     )
-    seed: int = 0
-    max_failures: int = Field(1, ge=0, description="retries of a failed trial (Ray FailureConfig)")
+    seed: int = Field(0, ge=0, le=MAX_SEED - 100)
+    max_failures: int = Field(
+        1, ge=0, le=100, description="retries of a failed trial (Ray FailureConfig)"
+    )
     time_budget_s: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")
@@ -254,9 +261,13 @@ class Space:
             tp.seed = seed
             if self.search.resplit:
                 data.split.seed = seed
-        return TrialConfig(
-            data=data, params=tp, monitor=self.search.metric, monitor_mode=self.search.mode
-        )
+        try:
+            return TrialConfig(
+                data=data, params=tp, monitor=self.search.metric, monitor_mode=self.search.mode
+            )
+        except ValidationError as exc:
+            problems = "; ".join(msg for _, msg in validation_messages(exc))
+            raise UserError(f"bad trial configuration: {problems}") from None
 
     def describe(self) -> dict[str, Any]:
         """Machine-readable summary for ``leuksearch describe --json``."""
@@ -400,8 +411,9 @@ def load_space(path: str | Path, profile: str | None = None, text: str | None = 
         errors.raise_if_any()
 
     study = raw.get("study")
-    if not isinstance(study, str) or not study.strip():
-        errors.add(("study",), "study must be a non-empty name")
+    if problem := name_problem(study, "study name"):
+        errors.add(("study",), problem)
+    check_names(raw, errors.add)
 
     search = _model(SearchSpec, raw.get("search") or {}, ("search",), errors)
     data, protocols = _data(raw.get("data") or {}, errors)
@@ -433,6 +445,7 @@ def load_space(path: str | Path, profile: str | None = None, text: str | None = 
         reference=reference,
         profiles=profiles,
     )
+    check_space(space, errors.add)  # before anything enumerates the grid
     _check_cross(space, errors)
     errors.raise_if_any()
     return space

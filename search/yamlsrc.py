@@ -20,7 +20,6 @@ from typing import Any
 
 import yaml
 from yaml.constructor import SafeConstructor
-from yaml.resolver import BaseResolver
 
 from leukmodels.errors import UserError
 

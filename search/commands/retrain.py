@@ -11,11 +11,11 @@ import argparse
 import time
 from pathlib import Path
 
-from leukmodels.config import TrialConfig
 from leukmodels.errors import UserError
 from search.cli import emit_json, log
 from search.commands.run import options
 from search.runner import data_overrides
+from search.space_limits import checked_config
 from search.store.store import Store
 
 
@@ -30,7 +30,9 @@ def main(args: argparse.Namespace) -> int:
             )
         if not original.get("config"):
             raise UserError(f"trial {args.trial_id} has no stored configuration to retrain")
-        config = TrialConfig(**original["config"])
+        config = checked_config(
+            original["config"], f"the stored configuration of trial {args.trial_id} is invalid"
+        )
         config.data = config.data.model_copy(update=data_overrides(options(args)))
         if args.epochs:
             config.params.epochs = args.epochs

@@ -11,7 +11,11 @@ from search.cli import emit_json, log
 
 def main(args: argparse.Namespace) -> int:
     from leukmodels.data.synthetic import write_imagefolder
+    from leukmodels.errors import UserError
+    from leukmodels.limits import synthetic_problem
 
+    if problem := synthetic_problem(args.n, args.size):
+        raise UserError(problem)
     t = time.perf_counter()
     out = write_imagefolder(
         Path(args.out),

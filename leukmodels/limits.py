@@ -19,9 +19,9 @@ MAX_EPOCHS = 10_000
 MAX_IMAGES = 1_000_000
 """data.n (synthetic) and data.limit."""
 MAX_PATIENTS = 100_000
-MAX_SYNTHETIC_BYTES = 4 << 30
+MAX_SYNTHETIC_BYTES = 8 << 30
 """Synthetic images are generated in memory: n x image_size^2 x 4 bytes (RGB + mask)
-must stay within 4 GiB."""
+must stay within 8 GiB."""
 MAX_FOLDS = 100
 MAX_WORKERS = 64
 MAX_SITES = 12

@@ -22,11 +22,12 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 def name_problem(value: object, what: str = "name") -> str | None:
     """Why ``value`` is not a valid name (None when it is one)."""
     if not isinstance(value, str):
-        return f"{what} must be a string, got {type(value).__name__} {value!r}"
+        return f"{what} must be a string (quote it), got {type(value).__name__} {value!r}"
     reason = _reason(value)
     if reason is None:
         return None
-    return f"{what} {value!r} is not allowed: {reason}; use {ALLOWED}"
+    shown = repr(value if len(value) <= 60 else value[:40] + "...")
+    return f"{what} {shown} is not allowed: {reason}; use {ALLOWED}"
 
 
 def _reason(value: str) -> str | None:

@@ -45,7 +45,8 @@ def check_names(raw: dict[str, Any], add: Add) -> None:
     for name in _names(data.get("protocols") if isinstance(data, dict) else None):
         if problem := name_problem(name, "protocol name"):
             add(("data", "protocols", name), problem)
-    for name, spec in _names(raw.get("space")).items():
+    space = raw.get("space")
+    for name, spec in space.items() if isinstance(space, dict) else ():
         if isinstance(spec, dict) and "bundle" in spec and (p := name_problem(name, "bundle name")):
             add(("space", name), p)
 

@@ -122,27 +122,38 @@ class StrictLoader(yaml.SafeLoader):
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
         """Keys must be strings, each given once per mapping (both lines named if not)."""
         if isinstance(node, yaml.MappingNode):
-            seen: dict[str, int] = {}
+            seen: dict[str, Any] = {}
             for key_node, _ in node.value:
                 if key_node.tag == _TAG + "merge":
                     continue
-                scalar = isinstance(key_node, yaml.ScalarNode)
-                key = self.construct_object(key_node) if scalar else None
-                if not isinstance(key, str):
-                    shown = repr(key_node.value) if scalar else "(a list or mapping)"
-                    raise _Refused(
-                        _line(key_node),
-                        f"key {shown} is not a string ({type(key).__name__}); keys are names "
-                        "(quote words YAML reads as booleans, numbers or null: 'on', 'no', '1')",
-                    )
+                key = self._key(key_node)
                 if key in seen:
                     raise _Refused(
                         _line(key_node),
-                        f"key '{key}' is given twice in the same mapping, at line {seen[key]} "
-                        f"and line {_line(key_node)}; keep one",
+                        f"key '{key}' is given twice in the same mapping, "
+                        f"{_positions(seen[key], key_node.start_mark)}; keep one",
                     )
-                seen[key] = _line(key_node)
+                seen[key] = key_node.start_mark
         return SafeConstructor.construct_mapping(self, node, deep=deep)
+
+    def _key(self, key_node: Any) -> str:
+        if not isinstance(key_node, yaml.ScalarNode):
+            raise _Refused(_line(key_node), "a key is a list or mapping; keys are names")
+        key = self.construct_object(key_node)
+        if not isinstance(key, str):
+            raise _Refused(
+                _line(key_node),
+                f"key {key_node.value!r} is not a string ({type(key).__name__}); keys are names "
+                "(quote words YAML reads as booleans, numbers or null: 'on', 'no', '1')",
+            )
+        return key
+
+
+def _positions(first: Any, second: Any) -> str:
+    """'at line 3 and line 4', or 'on line 4 (columns 9 and 20)'."""
+    if first.line == second.line:
+        return f"on line {first.line + 1} (columns {first.column + 1} and {second.column + 1})"
+    return f"at line {first.line + 1} and line {second.line + 1}"
 
 
 @dataclass

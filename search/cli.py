@@ -138,11 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(p)
     _add_db(p)
     _add_ray(p)
-    p.add_argument(
-        "--study",
-        type=_name("study name"),
-        help="study name (default: the space's, suffixed when taken)",
-    )
+    _add_study(p, required=False, help="study name (default: the space's, suffixed when taken)")
     p.add_argument(
         "--num-samples", type=_int_in(0, 100_000), help="exploration trials after the ablation set"
     )
@@ -152,11 +148,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="trials at once (default: what resources allow)",
     )
     p.add_argument("--json", action="store_true")
+    _add_study_commands(sub)
+    return parser
 
+
+def _add_study_commands(sub: Any) -> None:
+    """The subcommands that work on a stored study: resume, studies, best, retrain, report."""
     p = sub.add_parser(
         "resume", help="continue an interrupted study (completed trials never rerun)"
     )
-    p.add_argument("--study", required=True, type=_name("study name"))
+    _add_study(p)
     _add_db(p)
     _add_ray(p)
     p.add_argument("--json", action="store_true")
@@ -166,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("best", help="the best completed trials of a study, best first")
-    p.add_argument("--study", required=True, type=_name("study name"))
+    _add_study(p)
     _add_db(p)
     p.add_argument(
         "--metric", help="test metric (accuracy, f1, ...) or val_* (default: the study's)"
@@ -186,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "report", help="ablation tables, statistics, plots and the paper's numbers for a study"
     )
-    p.add_argument("--study", required=True, type=_name("study name"))
+    _add_study(p)
     _add_db(p)
     p.add_argument(
         "--out", required=True, help="output folder (report.md, report.html, tables/, figures/)"
@@ -195,7 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--metric", help="test metric the tables centre on (default: accuracy and f1 and the rest)"
     )
     p.add_argument("--json", action="store_true")
-    return parser
+
+
+def _add_study(p: argparse.ArgumentParser, required: bool = True, help: str | None = None) -> None:
+    """--study: a name, checked by search.names before anything opens a database or a folder."""
+    p.add_argument("--study", required=required, type=_name("study name"), help=help)
 
 
 def _add_ray(p: argparse.ArgumentParser) -> None:

@@ -231,7 +231,6 @@ def run_study(space: Space, opts: RunOptions) -> dict[str, Any]:
     if url:
         log(f"Ray dashboard: {url}{_token_hint()}")
     storage_path = str(Path(opts.storage_path or "runs").expanduser().resolve())
-    experiment = child_path(storage_path, name)  # a name is one folder, never a path
     dataset = overrides.get("dataset", space.data.dataset)
     study_id = store.ensure_study(
         name,
@@ -243,7 +242,7 @@ def run_study(space: Space, opts: RunOptions) -> dict[str, Any]:
         metric=space.search.metric,
         mode=space.search.mode,
         code_version=_code_version(),
-        storage_path=str(experiment),
+        storage_path=str(child_path(storage_path, name)),  # one folder, never a path
         description=space.description,
         config={"options": asdict(opts), "overrides": overrides, "budget": total},
     )

@@ -63,7 +63,9 @@ COLOR_SPACES: tuple[str, ...] = get_args(ColorSpace)
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False)
+    # revalidate_instances: a DataSpec changed by model_copy(update=...) (the command
+    # line's data overrides) meets every bound again when a TrialConfig is built from it
+    model_config = ConfigDict(extra="forbid", frozen=False, revalidate_instances="always")
 
 
 class TrialParams(_Strict):

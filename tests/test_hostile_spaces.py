@@ -370,3 +370,14 @@ def test_trial_params_and_stored_configs_get_the_same_bounds(tmp_path: Path) -> 
     stored["data"]["image_size"] = 100000
     with pytest.raises(UserError, match="trial 7: data.image_size: image_size must be 16..1024 px"):
         checked_config(stored, "trial 7")
+
+
+def test_command_line_data_overrides_meet_the_bounds_too(tmp_path: Path) -> None:
+    """``--data synthetic`` on a space written for a folder: n is bounded again."""
+    from search.space import load_space
+
+    text = "study: t\ndata: {dataset: ./cells, n: 500000}\nspace:\n  lr: 0.01\n"
+    sp = load_space(write_case(tmp_path, "s", text))
+    assert sp.trial_config(sp.baseline()).data.n == 500000  # unused for a folder
+    with pytest.raises(UserError, match="synthetic n=500000 at image_size 224 needs"):
+        sp.trial_config(sp.baseline(), overrides={"dataset": "synthetic"})

@@ -35,8 +35,8 @@ def _check(name: str, cls: type) -> None:
         raise TypeError(f"register_backbone({name!r}) decorates a BackboneAdapter subclass")
     if not _NAME.fullmatch(name):
         raise ValueError(f"backbone name {name!r}: use letters, digits, '_', '.' or '-'")
-    if cls.num_stages < 1:
-        raise ValueError(f"backbone {name!r}: num_stages must be >= 1")
+    if cls.num_stages < 1 or cls.feature_width < 1:
+        raise ValueError(f"backbone {name!r}: set num_stages and feature_width (>= 1)")
     bad = [s for s in cls.native_se_stages if not 1 <= s <= cls.num_stages]
     if bad:
         raise ValueError(f"backbone {name!r}: native_se_stages {bad} outside 1..{cls.num_stages}")

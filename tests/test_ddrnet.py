@@ -11,7 +11,7 @@ from torch import nn
 
 from leukmodels.arch import LeukNet
 from leukmodels.blocks.attention import CSAB
-from leukmodels.blocks.ddrnet import DDRNet, DRDB, GLFEB, ddrnet_label
+from leukmodels.blocks.ddrnet import DRDB, GLFEB, DDRNet, ddrnet_label
 from leukmodels.errors import UserError
 
 GRID = list(itertools.product([0, 1], [False, True], [False, True]))

@@ -94,9 +94,7 @@ class PlainEncoder(nn.Module):
             raise UserError(f"plain encoder widths must be >= 1, got {list(widths)}")
         stages, cin = [], in_chans
         for w in widths:
-            stages.append(
-                nn.Sequential(conv_bn_relu(cin, int(w), 2), conv_bn_relu(int(w), int(w)))
-            )
+            stages.append(nn.Sequential(conv_bn_relu(cin, int(w), 2), conv_bn_relu(int(w), int(w))))
             cin = int(w)
         self.stages = nn.ModuleList(stages)
         self.drop = nn.Dropout(dropout)
@@ -129,7 +127,9 @@ class TimmEncoder(nn.Module):
         return list(self.model(x))
 
 
-def build_encoder(name: str, dropout: float = 0.2, widths: Sequence[int] | None = None) -> nn.Module:
+def build_encoder(
+    name: str, dropout: float = 0.2, widths: Sequence[int] | None = None
+) -> nn.Module:
     """``'plain'`` (:class:`PlainEncoder`) or any timm model name (:class:`TimmEncoder`)."""
     if name == "plain":
         return PlainEncoder(widths=widths or PLAIN_WIDTHS, dropout=dropout)

@@ -133,6 +133,10 @@ def build_encoder(
     """``'plain'`` (:class:`PlainEncoder`) or any timm model name (:class:`TimmEncoder`)."""
     if name == "plain":
         return PlainEncoder(widths=widths or PLAIN_WIDTHS, dropout=dropout)
+    if name.startswith("resnet"):
+        # as leukmodels.arch: timm's zero-initialised last BN of each block would give the
+        # block's other layers no gradient at the first step
+        return TimmEncoder(name, zero_init_last=False)
     return TimmEncoder(name)
 
 

@@ -135,3 +135,22 @@ def test_bad_options_are_user_errors() -> None:
         DDRNet(stem_width=24, gn_groups=16)
     with pytest.raises(UserError, match="global_pool"):
         DDRNet(global_pool="median")
+
+
+@pytest.mark.parametrize(("drdb", "glfeb"), [(0, False), (2, True), (1, False)])
+def test_stage_groups_and_out_channels_match_the_outputs(drdb: int, glfeb: bool) -> None:
+    model = DDRNet(4, drdb=drdb, glfeb=glfeb).eval()
+    groups = model.stage_groups()
+    assert [len(g) for g in groups] == [1, drdb, int(glfeb)]
+    seen: dict[nn.Module, int] = {}
+    hooks = [
+        block.register_forward_hook(lambda m, a, out: seen.__setitem__(m, out.shape[1]))
+        for group in groups
+        for block in group
+    ]
+    model(torch.randn(1, 3, 64, 64))
+    for h in hooks:
+        h.remove()
+    assert seen == {block: block.out_channels for group in groups for block in group}
+    for block in groups[1]:  # a DRDB's residual branch ends at the fuse (before the add)
+        assert block.fuse[0].out_channels == block.out_channels

@@ -95,6 +95,7 @@ class Stem(nn.Module):
         self.pool = nn.MaxPool2d(2, 2, ceil_mode=True)
         self.norm = make_norm(norm, width, gn_groups)
         self.act = nn.ReLU(inplace=True)
+        self.out_channels = width
 
     def forward(self, x: Tensor) -> Tensor:
         return self.act(self.norm(self.pool(self.conv(x))))
@@ -148,6 +149,7 @@ class DRDB(nn.Module):
             make_norm(norm, channels, gn_groups),
         )
         self.act = nn.ReLU(inplace=True)
+        self.out_channels = channels
 
     def forward(self, x: Tensor) -> Tensor:
         outs, h = [], x
@@ -161,7 +163,9 @@ class GLFEB(nn.Module):
     """Global and local feature enhancement: 3 conv-norm-ReLU, a conv, concat with the stem.
 
     ``forward(local, global_)`` returns ``cat([conv(...(local)), global_])`` with
-    ``out_channels + global_channels`` channels (the model applies the tanh).
+    ``out_channels + global_channels`` channels (the block's ``out_channels``; the global
+    feature has ``in_channels`` unless ``global_channels`` says otherwise; the model
+    applies the tanh).
     """
 
     def __init__(
@@ -171,6 +175,7 @@ class GLFEB(nn.Module):
         norm: str = "gn",
         gn_groups: int = 32,
         widths: Sequence[int] = GLFEB_WIDTHS,
+        global_channels: int | None = None,
     ) -> None:
         super().__init__()
         layers, cin = [], in_channels
@@ -179,6 +184,9 @@ class GLFEB(nn.Module):
             cin = int(w)
         self.layers = nn.Sequential(*layers)
         self.conv = nn.Conv2d(cin, out_channels, 3, padding=1)
+        global_channels = in_channels if global_channels is None else global_channels
+        self.global_channels = global_channels
+        self.out_channels = out_channels + global_channels
 
     def forward(self, local: Tensor, global_: Tensor) -> Tensor:
         return torch.cat([self.conv(self.layers(local)), global_], dim=1)
@@ -242,6 +250,15 @@ class DDRNet(nn.Module):
         if self.glfeb is not None:
             out.append(("glfeb", self.glfeb))
         return out
+
+    def stage_groups(self) -> list[list[nn.Module]]:
+        """Three fixed stages for a backbone adapter: ``[[stem], [drdb, ...], [glfeb]]``.
+
+        A switched-off block leaves its stage empty. Every block has ``out_channels`` (the
+        width of its output, where an attention after it would sit); a DRDB's residual
+        branch ends at its ``fuse`` (conv + norm, before the skip add).
+        """
+        return [[self.stem], list(self.drdbs), [self.glfeb] if self.glfeb is not None else []]
 
     def get_classifier(self) -> nn.Module:
         """The final Linear (``nn.Identity`` when ``num_classes=0``)."""

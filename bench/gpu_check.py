@@ -27,8 +27,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from leukmodels.arch import DILATABLE, build_model
+from leukmodels.arch import build_model
 from leukmodels.config import ATTENTIONS, BACKBONES, TrialParams
+from leukmodels.sites import DILATABLE
 
 
 def check_block(

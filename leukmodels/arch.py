@@ -1,37 +1,25 @@
-"""TrialParams -> nn.Module: a timm backbone, attention at named sites, dilation, a head.
+"""TrialParams -> nn.Module: a registered backbone, attention at named sites, dilation, a head.
 
-Backbones come from ``timm.create_model(name, pretrained=False)``; weights are only ever
-read from the local file ``params.pretrained``. The model is a :class:`LeukNet`: the timm
-backbone (its own classifier removed, its global pooling set from ``params.pooling``)
+Backbones come from their adapter in :mod:`leukmodels.backbones` (the built-ins from
+``timm.create_model(name, pretrained=False)``); weights are only ever read from the local
+file ``params.pretrained``. The model is a :class:`LeukNet`: the backbone (its own
+classifier removed, its global pooling set from ``params.pooling``)
 followed by dropout, an optional BatchNorm1d (``head_bn``, paper 004) and one Linear,
 returned by ``model.get_classifier()`` (timm convention) so an L1 penalty can target it.
 
-Sites (``sites(backbone)``) are the backbone's stages, ``stage1`` .. ``stageN``:
+Sites (``sites(backbone)``) are the backbone's stages, ``stage1`` .. ``stageN``. What a
+stage is, and where in its blocks the attention goes, is the backbone adapter's to say
+(:mod:`leukmodels.backbones`, one file per family; their docstrings hold the details):
 
-- ``resnet18`` / ``resnet50``: 4 stages = ``layer1`` .. ``layer4`` (2/2/2/2 BasicBlocks;
-  3/4/6/3 Bottlenecks). The attention goes inside every block of the stage, after the
-  last conv/BN (``bn2``; Bottleneck ``bn3``) and before the residual add, as paper 000
-  does (timm's block ``se`` slot). The blocks' last BN is not zero-initialised
-  (timm's ``zero_init_last=False``, as torchvision and paper 000's code), so the
-  attention sees non-zero features and gets gradients from the first step.
-- ``mobilenetv4_conv_small``: 5 stages (timm ``blocks[0..4]``): 2 conv, 2 conv, 6 UIB,
-  6 UIB, 1 conv (1x1 to 960). ``mobilenetv4_conv_medium``: 5 stages: 1 fused IB,
-  2 UIB, 8 UIB, 11 UIB, 1 conv. ``mobilenetv3_large_100``: 7 stages: 1 DS, 2 / 3 / 4 /
-  2 / 3 IR, 1 conv. ``efficientnetv2_s``: 6 stages: 2 conv (fused, no expansion),
-  4 / 4 Fused-MBConv, 6 / 9 / 15 MBConv. ``mobilenetv1_100``: 5 stages of 1 / 2 / 2 /
-  6 / 2 depthwise-separable blocks. The attention ends every block of the stage
-  (paper 000's "all convolution layers"): on the block's residual branch, after its
-  last conv/BN (IR ``bn3``, Fused-MBConv / DS ``bn2``, UIB ``dw_end``, conv ``aa``) and
-  before the skip add, the same rule as for ResNet. On the block's output instead, PCAB
-  and SCAB (``F + attended``, a gain of 1-2) would compound along the identity path:
-  the 15-block last stage of ``efficientnetv2_s`` grew its features' std from 3.9 to
-  58 (SCAB) and 995 (PCAB) at initialisation, and fp16 overflowed to NaN on the GPU;
-  CBAM (a gain below 1) shrank them instead. The attention module is kept in the block as
-  ``post_attn`` (so the backbone's own state-dict keys do not change) and applied by a
-  forward hook on the branch's last module.
-- ``densenet121``: 4 stages = dense blocks 1-4 (6 / 12 / 24 / 16 layers); one attention
-  after each dense block (before its transition), inserted into ``features`` as
-  ``attn1`` .. ``attn4`` (a dense block is a ModuleDict that runs every child it holds).
+- ResNets (:mod:`leukmodels.backbones.resnet`): inside every block of the stage, after the
+  last conv/BN and before the residual add, as paper 000 does (timm's block ``se`` slot),
+  with the blocks' last BN not zero-initialised.
+- MobileNetV4 / V3, EfficientNetV2-S, MobileNetV1 (:mod:`leukmodels.backbones.timm_base`):
+  at the end of every block's residual branch, before the skip add (on the block's
+  output PCAB/SCAB would compound along the identity path and overflow fp16), kept as
+  ``post_attn`` and applied by a forward hook.
+- DenseNet-121 (:mod:`leukmodels.backbones.densenet`): one attention after each dense
+  block, before its transition, as ``features.attn1`` .. ``attn4``.
 
 ``native_se='replace'`` puts the attention in place of a block's own SE (inside the
 block, on its expanded channels) instead of at the end of its branch. Only blocks with an SE
@@ -40,23 +28,23 @@ With placement ``all`` the SE blocks are the sites; a named stage without SE, or
 backbone without any, is a :class:`UserError`. ``attention='none'`` with ``replace``
 removes the SEs.
 
-``backbone_conv='dilated'`` passes ``output_stride`` (16 or 8) to timm: supported by
-resnet18, resnet50, efficientnetv2_s and mobilenetv1_100 (timm's EfficientNet class);
-the MobileNetV3/V4 class and DenseNet have no dilation option (a UserError says so).
+``backbone_conv='dilated'`` passes ``output_stride`` (16 or 8) to the backbone: supported
+by the adapters marked ``dilatable`` (resnet18, resnet50, efficientnetv2_s and
+mobilenetv1_100, timm's ResNet and EfficientNet classes); the MobileNetV3/V4 class and
+DenseNet have no dilation option (a UserError says so).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-import timm
 import torch
 from torch import Tensor, nn
 
+from leukmodels.backbones import BackboneAdapter, get_backbone
 from leukmodels.blocks.attention import (
     AttentionBlock,
     create_attn,
@@ -67,15 +55,12 @@ from leukmodels.config import TrialParams
 from leukmodels.errors import UserError
 from leukmodels.sites import (  # noqa: F401  (re-exported: the site vocabulary lives there)
     ARCH_FIELDS,
-    DILATABLE,
-    NATIVE_SE_STAGES,
-    STAGE_COUNTS,
+    dilatable,
+    native_se_stages,
     sites,
 )
 
 log = logging.getLogger(__name__)
-
-POOL_TYPES = {"gap": "avg", "gmp": "max", "both": "catavgmax"}
 
 _ATTN_PARAM = {
     "reduction": "attention_reduction",
@@ -86,7 +71,7 @@ _ATTN_PARAM = {
 
 
 class LeukNet(nn.Module):
-    """A timm backbone (pooled features out) -> dropout -> [BatchNorm1d] -> Linear."""
+    """A backbone (pooled features out) -> dropout -> [BatchNorm1d] -> Linear."""
 
     def __init__(
         self,
@@ -141,13 +126,14 @@ def attention_options(params: TrialParams) -> dict[str, Any]:
 
 def resolve_sites(params: TrialParams) -> list[str]:
     """The sites that receive attention, validated against the backbone."""
-    valid = sites(params.backbone)
+    adapter = get_backbone(params.backbone)
+    valid = adapter.sites()
     if params.native_se == "replace":
-        se_sites = list(NATIVE_SE_STAGES.get(params.backbone, ()))
+        se_sites = adapter.native_se_sites()
         if not se_sites:
             raise UserError(
                 f"native_se='replace' needs a backbone with its own SE blocks; "
-                f"{params.backbone} has none (those that do: {sorted(NATIVE_SE_STAGES)}). "
+                f"{params.backbone} has none (those that do: {sorted(native_se_stages())}). "
                 "Use native_se='keep'."
             )
         valid_for = se_sites
@@ -170,114 +156,34 @@ def resolve_sites(params: TrialParams) -> list[str]:
     return sorted(set(params.placement), key=valid.index)
 
 
-def _create_backbone(params: TrialParams) -> tuple[nn.Module, int]:
-    kwargs: dict[str, Any] = {"global_pool": POOL_TYPES[params.pooling]}
-    if params.backbone.startswith("resnet"):
-        # timm zero-initialises each block's last BN, which would feed the attention
-        # (placed after that BN) zeros and give it no gradient at the first step
-        kwargs["zero_init_last"] = False
-    if params.backbone_conv == "dilated":
-        if params.backbone not in DILATABLE:
-            raise UserError(
-                f"backbone_conv='dilated' is not available for {params.backbone}: timm builds "
-                f"dilated (output_stride 16/8) versions only of {list(DILATABLE)}"
-            )
-        kwargs["output_stride"] = params.output_stride
-    model = timm.create_model(params.backbone, pretrained=False, num_classes=1, **kwargs)
-    in_features = model.get_classifier().in_features
-    model.reset_classifier(0)
-    return model, in_features
+def _create_backbone(adapter: BackboneAdapter, params: TrialParams) -> tuple[nn.Module, int]:
+    if params.backbone_conv == "dilated" and not adapter.dilatable:
+        raise UserError(
+            f"backbone_conv='dilated' is not available for {params.backbone}: dilated "
+            f"(output_stride 16/8) versions exist only of {list(dilatable())}"
+        )
+    return adapter.create(params)
 
 
-def _stages(backbone: nn.Module, name: str) -> list[list[nn.Module]]:
-    if name.startswith("resnet"):
-        return [list(getattr(backbone, f"layer{i}")) for i in range(1, 5)]
-    if name.startswith("densenet"):
-        return [[getattr(backbone.features, f"denseblock{i}")] for i in range(1, 5)]
-    return [list(stage) for stage in backbone.blocks]
-
-
-def _out_channels(block: nn.Module) -> int:
-    """Channels a block outputs (ResNet blocks: at their ``se`` slot)."""
-    if hasattr(block, "bn3"):  # ResNet Bottleneck
-        return block.bn3.num_features
-    if hasattr(block, "conv2") and hasattr(block, "bn2") and hasattr(block, "se"):
-        return block.bn2.num_features  # ResNet BasicBlock
-    if type(block).__name__ == "DenseBlock":  # input + growth of every layer
-        last = list(block.children())[-1]
-        return last.norm1.num_features + last.conv2.out_channels
-    norms = [m for m in block.modules() if isinstance(m, nn.BatchNorm2d)]
-    return norms[-1].num_features  # timm IR / ER / DS / UIR / ConvBnAct: the last BN
-
-
-_BRANCH_END = {
-    "InvertedResidual": "bn3",
-    "EdgeResidual": "bn2",
-    "DepthwiseSeparableConv": "bn2",
-    "UniversalInvertedResidual": "dw_end",
-    "ConvBnAct": "aa",
-}
-"""The last module of each timm block's residual branch (before drop path and skip add)."""
-
-
-def _attend(attn: nn.Module, module: nn.Module, args: Any, output: Tensor) -> Tensor:
-    """Forward hook (bound to ``attn`` with functools.partial; deep-copies with the model)."""
-    return attn(output)
-
-
-def _branch_end(block: nn.Module) -> nn.Module:
-    """Where a timm block's residual branch ends; the block itself when it has no skip."""
-    name = _BRANCH_END.get(type(block).__name__)
-    if name is not None:
-        return getattr(block, name)
-    if getattr(block, "has_skip", False):
-        raise TypeError(f"no attention site known inside {type(block).__name__}")
-    return block
-
-
-def _insert_after(seq: nn.Sequential, after: str, name: str, module: nn.Module) -> None:
-    """Put ``module`` into ``seq`` right after child ``after``, keeping the other names."""
-    children = list(seq.named_children())
-    for child_name, _ in children:
-        delattr(seq, child_name)
-    for child_name, child in children:
-        seq.add_module(child_name, child)
-        if child_name == after:
-            seq.add_module(name, module)
-
-
-def _native_se(block: nn.Module) -> nn.Module | None:
-    se = getattr(block, "se", None)
-    if se is None or isinstance(se, nn.Identity):
-        return None
-    return se
-
-
-def _place_attention(backbone: nn.Module, params: TrialParams, chosen: list[str]) -> None:
+def _place_attention(
+    adapter: BackboneAdapter, backbone: nn.Module, params: TrialParams, chosen: list[str]
+) -> None:
     options = attention_options(params)
-    stages = _stages(backbone, params.backbone)
+    stages = adapter.stages(backbone)
     for site in chosen:
-        for block in stages[int(site[5:]) - 1]:
+        stage = int(site[5:])
+        for block in stages[stage - 1]:
             if params.native_se == "replace":
-                se = _native_se(block)
-                if se is None:
+                channels = adapter.native_se_channels(block)
+                if channels is None:
                     raise UserError(
                         f"native_se='replace': a block of {params.backbone} {site} has no SE"
                     )
-                channels = next(m for m in se.modules() if isinstance(m, nn.Conv2d)).in_channels
-                attn = create_attn(params.attention, channels, **options)
-                block.se = attn if attn is not None else nn.Identity()
+                adapter.replace_native_se(block, create_attn(params.attention, channels, **options))
                 continue
-            attn = create_attn(params.attention, _out_channels(block), **options)
-            if attn is None:
-                continue
-            if params.backbone.startswith("resnet"):
-                block.se = attn  # timm applies it after bn2/bn3, before the residual add
-            elif params.backbone.startswith("densenet"):
-                _insert_after(backbone.features, f"denseblock{site[5:]}", f"attn{site[5:]}", attn)
-            else:
-                block.post_attn = attn
-                _branch_end(block).register_forward_hook(partial(_attend, attn))
+            attn = create_attn(params.attention, adapter.attention_channels(block), **options)
+            if attn is not None:
+                adapter.add_attention(backbone, stage, block, attn)
 
 
 def _read_state_dict(path: Path) -> dict[str, Tensor]:
@@ -296,7 +202,7 @@ def _read_state_dict(path: Path) -> dict[str, Tensor]:
 
 
 def load_pretrained(model: LeukNet, path: str | Path, backbone: str) -> LoadReport:
-    """Load a local state dict (timm backbone or whole LeukNet) into ``model``.
+    """Load a local state dict (bare backbone or whole LeukNet) into ``model``.
 
     The classifier keys are skipped; keys whose shapes differ are a :class:`UserError`;
     missing and unexpected keys are logged and returned in the :class:`LoadReport`.
@@ -309,7 +215,7 @@ def load_pretrained(model: LeukNet, path: str | Path, backbone: str) -> LoadRepo
     state = _read_state_dict(path)
     whole = any(k.startswith("backbone.") for k in state)
     target: nn.Module = model if whole else model.backbone
-    head = ("classifier.",) if whole else (model.backbone.pretrained_cfg["classifier"] + ".",)
+    head = ("classifier.",) if whole else get_backbone(backbone).head_prefixes(model.backbone)
     report = LoadReport(str(path))
     report.skipped = sorted(k for k in state if k.startswith(head))
     state = {k: v for k, v in state.items() if not k.startswith(head)}
@@ -356,8 +262,9 @@ def build_model(params: TrialParams, num_classes: int) -> LeukNet:
     if num_classes < 1:
         raise UserError(f"num_classes must be >= 1, got {num_classes}")
     chosen = resolve_sites(params)
-    backbone, in_features = _create_backbone(params)
-    _place_attention(backbone, params, chosen)
+    adapter = get_backbone(params.backbone)
+    backbone, in_features = _create_backbone(adapter, params)
+    _place_attention(adapter, backbone, params, chosen)
     model = LeukNet(backbone, in_features, num_classes, params.dropout, params.head_bn)
     if params.pretrained:
         model.load_report = load_pretrained(model, params.pretrained, params.backbone)

@@ -8,11 +8,20 @@ Unknown keys are errors (``extra='forbid'``) so a misspelt factor never passes s
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from leukmodels import limits as lim
+from leukmodels.backbones import backbone_names
+from leukmodels.backbones.registry import unknown_backbone_message
 
 VAL_METRICS = (
     "accuracy",
@@ -36,16 +45,15 @@ EPOCH_METRICS = (
 EPOCH_TIMINGS = ("lr", "epoch_time_s", "data_time_s", "compute_time_s")
 """The rest of an epoch's row."""
 
-Backbone = Literal[
-    "resnet18",
-    "resnet50",
-    "mobilenetv4_conv_small",
-    "mobilenetv4_conv_medium",
-    "efficientnetv2_s",
-    "mobilenetv1_100",
-    "mobilenetv3_large_100",
-    "densenet121",
-]
+
+def _registered_backbone(name: str) -> str:
+    if name not in backbone_names():
+        raise ValueError(unknown_backbone_message(name))
+    return name
+
+
+Backbone = Annotated[str, AfterValidator(_registered_backbone)]
+"""A backbone name registered in :mod:`leukmodels.backbones` (built-in or plugin)."""
 Attention = Literal["none", "se", "cbam", "pcab", "pcab_heavy", "scab", "csab"]
 Pooling = Literal["gap", "gmp", "both"]
 Loss = Literal["ce", "weighted_ce", "focal", "label_smoothing", "ce_then_focal"]
@@ -53,7 +61,6 @@ Optimizer = Literal["sgd", "adam", "adamw", "rmsprop"]
 Schedule = Literal["constant", "cosine", "step", "plateau"]
 ColorSpace = Literal["rgb", "hsv", "lab", "hed"]
 
-BACKBONES: tuple[str, ...] = get_args(Backbone)
 ATTENTIONS: tuple[str, ...] = get_args(Attention)
 POOLINGS: tuple[str, ...] = get_args(Pooling)
 LOSSES: tuple[str, ...] = get_args(Loss)
@@ -254,3 +261,10 @@ class TrialConfig(_Strict):
         if problem := lim.batch_input_problem(self.params.batch_size, self.data.image_size):
             raise ValueError(problem)
         return self
+
+
+def __getattr__(name: str) -> tuple[str, ...]:
+    """``BACKBONES``: the registered backbone names, read from the registry when asked."""
+    if name == "BACKBONES":
+        return tuple(backbone_names())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,30 +1,17 @@
 """Placement sites and architecture fields per backbone, without importing torch.
 
 The search layer validates spaces against these (fast: no torch, no timm); the model
-builder (:mod:`leukmodels.arch`) uses the same tables. Its docstring says what a site
-is for each backbone.
+builder (:mod:`leukmodels.arch`) uses the same registry. Everything per backbone is
+derived from the backbone adapters (:mod:`leukmodels.backbones`, one file per family,
+whose docstrings say what a site is); the tables ``STAGE_COUNTS``, ``NATIVE_SE_STAGES``
+and ``DILATABLE`` are computed from the registry when read, so plugins appear in them.
 """
 
 from __future__ import annotations
 
-from leukmodels.config import BACKBONES
-from leukmodels.errors import UserError
+from typing import Any
 
-STAGE_COUNTS: dict[str, int] = {
-    "resnet18": 4,
-    "resnet50": 4,
-    "mobilenetv4_conv_small": 5,
-    "mobilenetv4_conv_medium": 5,
-    "efficientnetv2_s": 6,
-    "mobilenetv1_100": 5,
-    "mobilenetv3_large_100": 7,
-    "densenet121": 4,
-}
-NATIVE_SE_STAGES: dict[str, tuple[str, ...]] = {
-    "efficientnetv2_s": ("stage4", "stage5", "stage6"),
-    "mobilenetv3_large_100": ("stage3", "stage5", "stage6"),
-}
-DILATABLE = ("resnet18", "resnet50", "efficientnetv2_s", "mobilenetv1_100")
+from leukmodels.backbones import backbone_names, get_backbone
 
 ARCH_FIELDS: tuple[str, ...] = (
     "backbone",
@@ -45,6 +32,38 @@ ARCH_FIELDS: tuple[str, ...] = (
 
 def sites(backbone: str) -> list[str]:
     """The placement sites ``stage1`` .. ``stageN`` of ``backbone``."""
-    if backbone not in STAGE_COUNTS:
-        raise UserError(f"backbone {backbone!r} is unknown; use one of {list(BACKBONES)}")
-    return [f"stage{i}" for i in range(1, STAGE_COUNTS[backbone] + 1)]
+    return get_backbone(backbone).sites()
+
+
+def native_se_sites(backbone: str) -> list[str]:
+    """The sites of ``backbone`` whose blocks have their own SE (may be empty)."""
+    return get_backbone(backbone).native_se_sites()
+
+
+def stage_counts() -> dict[str, int]:
+    """Backbone -> number of stages."""
+    return {n: get_backbone(n).num_stages for n in backbone_names()}
+
+
+def native_se_stages() -> dict[str, tuple[str, ...]]:
+    """Backbone -> its native-SE sites, for the backbones that have any."""
+    return {n: tuple(s) for n in backbone_names() if (s := native_se_sites(n))}
+
+
+def dilatable() -> tuple[str, ...]:
+    """The backbones that build a dilated version (``backbone_conv='dilated'``)."""
+    return tuple(n for n in backbone_names() if get_backbone(n).dilatable)
+
+
+_TABLES = {
+    "STAGE_COUNTS": stage_counts,
+    "NATIVE_SE_STAGES": native_se_stages,
+    "DILATABLE": dilatable,
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The tables ``STAGE_COUNTS``, ``NATIVE_SE_STAGES``, ``DILATABLE``, read live."""
+    if name in _TABLES:
+        return _TABLES[name]()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ast
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 _COMPARE = {
@@ -33,7 +33,7 @@ class Condition:
     """A parsed ``when:`` expression."""
 
     source: str
-    tree: ast.Expression
+    tree: ast.Expression = field(compare=False, repr=False)  # equal sources give equal trees
     names: frozenset[str]
 
     def __call__(self, values: dict[str, Any]) -> bool:

@@ -14,12 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from optuna.distributions import (
-    BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
-)
+from optuna.distributions import BaseDistribution
 
 from search.factors import Factor
 from search.space import Space, iter_ablation_points
@@ -35,11 +30,7 @@ META_KEYS = (KIND, REPEAT, SEED, FOLD, LABEL, NUMBER)
 
 def distribution(f: Factor) -> BaseDistribution:
     """The Optuna distribution of a searched factor (categoricals by their encoded levels)."""
-    if f.categorical:
-        return CategoricalDistribution(f.encoded_levels)
-    if f.kind == "int":
-        return IntDistribution(int(f.low), int(f.high), step=int(f.step or 1))
-    return FloatDistribution(f.low, f.high, log=f.kind == "loguniform")
+    return f.distribution()
 
 
 class DefineByRun:
@@ -52,19 +43,8 @@ class DefineByRun:
         space = self.space
         decoded: dict[str, Any] = {}
         for f in space.factors.values():
-            if not space.active(f, space._context(decoded)):
-                continue
-            if not f.searched:
-                decoded[f.name] = f.levels[0]
-                continue
-            d = distribution(f)
-            if isinstance(d, CategoricalDistribution):
-                value = trial.suggest_categorical(f.name, d.choices)
-            elif isinstance(d, IntDistribution):
-                value = trial.suggest_int(f.name, d.low, d.high, step=d.step)
-            else:
-                value = trial.suggest_float(f.name, d.low, d.high, log=d.log)
-            decoded[f.name] = f.decode(value)
+            if space.active(f, space.context(decoded)):
+                decoded[f.name] = f.suggest(trial)
         attrs = dict(trial.user_attrs)
         return {
             KIND: attrs.get("kind", "explore"),

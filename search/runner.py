@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from leukmodels.backbones import plugin_env
 from leukmodels.errors import UserError
 from search.cli import log
 from search.names import MAX_NAME_LENGTH, check_name, child_path
@@ -138,6 +139,9 @@ def start_ray(address: str | None, dashboard: bool) -> str | None:
         check_reachable(address)
     try:
         if address:
+            # a local Ray's workers inherit our environment; a cluster's need the plugins named
+            if env := plugin_env():
+                kwargs["runtime_env"] = {"env_vars": env}
             ctx = ray.init(address=address, **kwargs)
         else:
             # "local": always a new instance of our own; without it Ray joins any cluster

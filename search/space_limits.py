@@ -2,7 +2,7 @@
 that grow with the product of several settings (the grid, the study's trial count, the
 input batch of every batch size at every image size).
 
-:func:`check_names` runs on the raw document before it is validated, :func:`check_space`
+:func:`check_names` runs on the raw document before it is validated, :func:`check_space_limits`
 on the validated :class:`~search.space.Space` before anything enumerates its grid. Both
 report through ``add(loc, message)`` so errors keep their file:line locations.
 """
@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from leukmodels import limits as lim
 from leukmodels.config import TrialConfig, TrialParams
 from leukmodels.errors import UserError
+from search.factors import Bundle, Range
 from search.names import name_problem
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ def check_names(raw: dict[str, Any], add: Add) -> None:
             add(("space", name), p)
 
 
-def check_space(space: Space, add: Add) -> bool:
+def check_space_limits(space: Space, add: Add) -> bool:
     """Bounds on the grid, the trial count and the input batch; False if any is broken."""
     n_errors = 0
 
@@ -101,12 +102,12 @@ def _batch_sizes(space: Space) -> list[tuple[tuple, int]]:
     out: list[tuple[tuple, int]] = []
     if f is not None and f.categorical:
         out += [(("space", "batch_size"), v) for v in f.levels if isinstance(v, int)]
-    elif f is not None and f.high is not None:
+    elif isinstance(f, Range):
         out.append((("space", "batch_size"), int(f.high)))
     else:
         out.append((("space",), TrialParams().batch_size))
     for name, g in space.factors.items():
-        for level, params in (g.bundles or {}).items():
+        for level, params in (g.bundles if isinstance(g, Bundle) else {}).items():
             if isinstance(params.get("batch_size"), int):
                 out.append((("space", name, "bundle", level), params["batch_size"]))
     return out

@@ -6,8 +6,14 @@ import albumentations as A
 import numpy as np
 import pytest
 
-from leukmodels.data.augment import NAMES, PRESETS, build_augment, validate_augment
-from leukmodels.errors import UserError
+from leukmodels.data.augment import (
+    NAMES,
+    PRESETS,
+    apply_augment,
+    build_augment,
+    validate_augment,
+)
+from leukmodels.errors import DataError, UserError
 
 
 def _types(compose: A.Compose) -> list[str]:
@@ -93,3 +99,63 @@ def test_errors(spec, message: str) -> None:
 def test_presets_validate() -> None:
     for name in PRESETS:
         validate_augment(name)
+
+
+def _shape_and_mask(size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """A red off-centre L-shape on grey and its mask (no symmetry a wrong transform hides)."""
+    mask = np.zeros((size, size), np.uint8)
+    mask[8:40, 10:20] = 1
+    mask[30:40, 10:44] = 1
+    image = np.full((size, size, 3), 90, np.uint8)
+    image[mask > 0] = (230, 30, 30)
+    return image, mask
+
+
+def _aligned(image: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
+    """Share of mask pixels that are red, and of red pixels that are in the mask."""
+    red = image[..., 0].astype(int) - image[..., 1].astype(int) > 60
+    on = mask > 0
+    return (red & on).sum() / max(on.sum(), 1), (red & on).sum() / max(red.sum(), 1)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        [{"hflip": 1.0}],
+        [{"vflip": 1.0}],
+        [{"rotate": 40}],
+        [{"RandomResizedCrop": {"size": [64, 64], "scale": [0.3, 0.6], "p": 1.0}}],
+        [{"RandomCrop": {"height": 40, "width": 48, "p": 1.0}}],
+        "paper004",
+    ],
+)
+def test_image_and_mask_stay_aligned(spec) -> None:
+    image, mask = _shape_and_mask()
+    compose = build_augment(spec, seed=3)
+    moved = 0
+    for _ in range(8):
+        out_image, out_mask = apply_augment(compose, image, mask)
+        assert out_mask.dtype == np.uint8 and set(np.unique(out_mask)) <= {0, 1}
+        assert out_mask.shape == out_image.shape[:2]
+        if out_mask.sum() < 20:  # a crop that missed the shape
+            continue
+        in_red, red_in = _aligned(out_image, out_mask)
+        assert in_red > 0.9 and red_in > 0.9, (in_red, red_in)
+        moved += out_mask.shape != mask.shape or not np.array_equal(out_mask, mask)
+    assert moved >= 4  # the transforms did move the shape: the check has teeth
+
+
+def test_misaligned_mask_is_detected_by_the_check() -> None:
+    image, mask = _shape_and_mask()
+    in_red, red_in = _aligned(image, np.fliplr(mask))
+    assert in_red < 0.5 and red_in < 0.5
+
+
+def test_image_only_path_is_unchanged_and_bad_masks_fail() -> None:
+    image, mask = _shape_and_mask()
+    image.flags.writeable = False  # as a view of the cache
+    a, none = apply_augment(build_augment("paper004", seed=5), image)
+    b = build_augment("paper004", seed=5)(image=image.copy())["image"]
+    assert none is None and np.array_equal(a, b)
+    with pytest.raises(DataError, match="does not fit"):
+        apply_augment(build_augment("basic"), image, mask[:32])

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICE_ONLY = ("ray", "optuna", "sqlalchemy", "psycopg", "search")
@@ -94,18 +93,3 @@ def test_ruff_clean() -> None:
     for args in (["check", "."], ["format", "--check", "."]):
         r = subprocess.run([ruff, *args], capture_output=True, text=True, cwd=ROOT)
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
-
-
-def test_cluster_configs_parse_and_match_the_package() -> None:
-    cluster = ROOT / "cluster"
-    ray_up = yaml.safe_load((cluster / "ray-cluster.yaml").read_text())
-    assert {"provider", "head_start_ray_commands", "worker_start_ray_commands"} <= set(ray_up)
-    kuberay = yaml.safe_load((cluster / "kuberay.yaml").read_text())
-    assert kuberay["kind"] == "RayCluster" and kuberay["spec"]["workerGroupSpecs"]
-    docs = list(yaml.safe_load_all((cluster / "postgres.yaml").read_text()))
-    assert {d["kind"] for d in docs} == {"Service", "StatefulSet"}
-    dockerfile = (cluster / "Dockerfile").read_text()
-    for package in ("search", "leukmodels"):
-        assert f"COPY --chown=ray:users {package} ./{package}" in dockerfile
-    # the image's Ray and the RayCluster's rayVersion must agree
-    assert f"rayproject/ray:{kuberay['spec']['rayVersion']}-" in dockerfile

@@ -255,3 +255,105 @@ space:
     for params, _attrs in enqueued_trials(space):
         if "placement" in params:
             assert params["placement"] in placement.encoded_levels
+
+
+ALL_KINDS = """
+study: t
+data:
+  protocols: {a: {image_size: 64}, b: {image_size: 96}}
+space:
+  protocol: {choice: [a, b]}
+  backbone: resnet18
+  attention: {choice: [none, scab]}
+  placement: {subset: [stage1, stage2], when: "attention != 'none'"}
+  batch_size: {int: [8, 64], step: 8}
+  dropout: {uniform: [0.0, 0.5]}
+  lr: {loguniform: [1.0e-4, 1.0e-2]}
+  opt:
+    bundle:
+      adam: {optimizer: adam, weight_decay: 1.0e-4}
+      sgd: {optimizer: sgd, weight_decay: 1.0e-3}
+"""
+
+
+def test_each_kind_is_a_class_that_suggests_from_its_own_distribution(tmp_path: Path) -> None:
+    import optuna
+
+    from search.factors import (
+        Bundle,
+        Choice,
+        Constant,
+        IntRange,
+        LogUniformRange,
+        Subset,
+        UniformRange,
+    )
+    from search.optuna_space import DefineByRun
+
+    space = load_space(write(tmp_path, ALL_KINDS))
+    kinds = {name: (type(f), f.kind) for name, f in space.factors.items()}
+    assert kinds == {
+        "protocol": (Choice, "choice"),
+        "backbone": (Constant, "constant"),
+        "attention": (Choice, "choice"),
+        "placement": (Subset, "subset"),
+        "batch_size": (IntRange, "int"),
+        "dropout": (UniformRange, "uniform"),
+        "lr": (LogUniformRange, "loguniform"),
+        "opt": (Bundle, "bundle"),
+    }
+    fill = space.fill({"attention": "scab"})
+    assert fill["batch_size"] == 36 and fill["dropout"] == 0.25
+    assert fill["lr"] == pytest.approx(1e-3) and fill["placement"] == ["stage1", "stage2"]
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen_placement = False
+    for _ in range(12):
+        trial = study.ask()
+        DefineByRun(space)(trial)
+        # what each factor asked Optuna for is exactly its distribution(); constants ask nothing
+        assert trial.distributions == {
+            name: space.factors[name].distribution() for name in trial.params
+        }
+        assert "backbone" not in trial.params
+        seen_placement |= "placement" in trial.params
+        assert ("placement" in trial.params) == (trial.params["attention"] == "scab")
+        study.tell(trial, 0.0)
+    assert seen_placement
+    cfg = space.trial_config(space.fill({"opt": "sgd", "protocol": "b"}))
+    assert (cfg.params.optimizer, cfg.params.weight_decay, cfg.data.image_size) == ("sgd", 1e-3, 96)
+
+
+@pytest.mark.parametrize(
+    ("factor", "expect"),
+    [
+        ("batch_size: {int: [8, 64], step: x}", "space.batch_size.step: step must be a whole"),
+        ("batch_size: {int: [8, 64], step: 0}", "space.batch_size.step: step must be a whole"),
+        ("placement: {subset: [stage1], min_size: a}", "space.placement.min_size: min_size must"),
+        ("batch_size: {value: 8, foo: 2}", "space.batch_size.foo: unknown option for value"),
+        ("protocol: {int: [0, 2]}", "space.protocol: protocol takes names of data.protocols"),
+        ("opt: {bundle: {a: {lr: 0.1}}, foo: 1}", "space.opt.foo: unknown option for bundle"),
+        (
+            "dropout: {uniform: [0.1, 0.2], step: 2}",
+            "space.dropout.step: unknown option for uniform",
+        ),
+    ],
+)
+def test_bad_factor_options_are_errors_not_crashes(
+    tmp_path: Path, factor: str, expect: str
+) -> None:
+    text = f"study: t\ndata:\n  protocols: {{a: {{image_size: 64}}}}\nspace:\n  {factor}\n"
+    with pytest.raises(UserError) as info:
+        load_space(write(tmp_path, text))
+    assert expect in str(info.value) and ":5:" in str(info.value)
+
+
+def test_loading_a_space_imports_neither_torch_nor_optuna() -> None:
+    code = (
+        "import sys; from search.space import load_space; "
+        f"s = load_space({str(PLACEMENT)!r}, 'smoke'); s.grid(); s.baseline(); "
+        "print(sorted(m for m in ('torch', 'optuna', 'timm', 'ray') if m in sys.modules))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"

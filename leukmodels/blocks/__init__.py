@@ -1,4 +1,5 @@
-"""Building blocks beyond timm's: the attention registry (:mod:`.attention`)."""
+"""Building blocks beyond timm's: the attention registry (:mod:`.attention`), DDRNet
+(:mod:`.ddrnet`, paper 002) and the MTA-CNN multi-task model (:mod:`.multitask`, paper 001)."""
 
 from leukmodels.blocks.attention import (
     ATTENTION_NAMES,

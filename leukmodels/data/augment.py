@@ -24,6 +24,13 @@ edge pixels replicated (Keras's ``fill_mode='nearest'``). Presets: ``none``, ``b
 (hflip, vflip, rotate 20) and ``paper004`` (paper 004: rotate 45, hflip, brightness
 [0.4, 0.8], shift 0.1, zoom [0.8, 1], shear 3). Augmentation runs on training images
 only, on uint8 RGB, after the split and before colour conversion and normalisation.
+
+Masks: :func:`apply_augment` runs a pipeline on an image and, when given, its nucleus mask
+together: albumentations draws one set of random parameters per call and applies every
+geometric transform (flips, the ``Affine``, crops, ...) to both, the mask with
+nearest-neighbour interpolation and the same border rule (``Affine``: edge replicated);
+pixel-level transforms (brightness, blur, colour, noise) leave the mask as it is. Without a
+mask the call is the image-only one.
 """
 
 from __future__ import annotations
@@ -32,7 +39,9 @@ import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from leukmodels.errors import UserError
+import numpy as np
+
+from leukmodels.errors import DataError, UserError
 
 if TYPE_CHECKING:
     import albumentations as A
@@ -237,6 +246,25 @@ def _transforms(spec: AugmentSpec, build: bool = True) -> list[A.BasicTransform]
 def validate_augment(spec: AugmentSpec) -> None:
     """Raise UserError when `spec` is not a valid augmentation list or preset."""
     _transforms(spec, build=False)
+
+
+def apply_augment(
+    augment: A.Compose, image: np.ndarray, mask: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(image, mask)`` after one draw of ``augment``, the same geometry applied to both.
+
+    ``image``: uint8 (H, W, 3) (copied first when read-only); ``mask``: (H, W), nonzero =
+    foreground, or None. The mask comes back as uint8 0/1 of the output image's H x W.
+    """
+    if not image.flags.writeable:  # a view of the read-only cache
+        image = image.copy()
+    if mask is None:
+        return augment(image=image)["image"], None
+    mask = np.asarray(mask)
+    if mask.shape != image.shape[:2]:
+        raise DataError(f"mask of shape {mask.shape} does not fit an image of {image.shape[:2]}")
+    out = augment(image=image, mask=np.ascontiguousarray((mask > 0).astype(np.uint8)))
+    return out["image"], np.asarray(out["mask"], dtype=np.uint8)
 
 
 def build_augment(spec: AugmentSpec, seed: int | None = None) -> A.Compose | None:

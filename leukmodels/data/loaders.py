@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from leukmodels.data.arrays import SplitArrays
+from leukmodels.data.augment import apply_augment
 from leukmodels.data.preprocess import to_color_space
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
@@ -51,14 +52,7 @@ class ImageDataset(Dataset):
         image = self.data.image(i)
         mask = self.data.mask(i) if self.with_masks else None
         if self.augment is not None:
-            if not image.flags.writeable:  # a view of the read-only cache
-                image = image.copy()
-            out = (
-                self.augment(image=image, mask=mask)
-                if mask is not None
-                else self.augment(image=image)
-            )
-            image, mask = out["image"], out.get("mask", mask)
+            image, mask = apply_augment(self.augment, image, mask)
         x = to_tensor(to_color_space(image, self.color_space))
         y = torch.tensor(int(self.data.labels[i]), dtype=torch.int64)
         if mask is None:

@@ -34,16 +34,8 @@ def main(args: argparse.Namespace) -> int:
     )
     print("factors:")
     for f in space.factors.values():
-        if f.categorical:
-            levels = [f.level_label(v) for v in f.levels]
-            shown = ", ".join(levels[:8]) + (
-                f", ... ({len(levels)} levels)" if len(levels) > 8 else ""
-            )
-            text = shown if f.kind != "constant" else f"= {levels[0]}"
-        else:
-            text = f"{f.kind} [{f.low:g}, {f.high:g}]"
         cond = f"   when {f.when.source}" if f.when else ""
-        print(f"  {f.name:<20} {text}{cond}")
+        print(f"  {f.name:<20} {f.summary()}{cond}")
     print(f"grid of categorical factors: {info['grid_size']} combinations")
     if space.ablation:
         print(

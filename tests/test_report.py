@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import ttest_1samp, ttest_rel
 
 from leukmodels.errors import UserError
 from leukmodels.metrics import classification_metrics
@@ -215,7 +216,7 @@ def test_baseline_rows_count_only_fully_trained_ablation_and_explore_runs(plante
     assert any("pooling=both" in m and "never fully trained" in m for m in report.missing)
 
 
-def test_intervals_are_scipy_bootstraps_of_the_runs(planted):
+def test_intervals_are_student_t_intervals_of_the_runs(planted):
     url, report = planted
     with Store.open(url) as store:
         study = store.require_study(STUDY)
@@ -235,17 +236,22 @@ def test_intervals_are_scipy_bootstraps_of_the_runs(planted):
 
     scab, base = runs(scab_key), runs(base_key)
     got = row(report.tables["ablation"], "attention", "scab")
-    s = summarise(scab)
     assert got["mean"] == pytest.approx(scab.mean())
-    assert got["ci_low"] == pytest.approx(s.ci_low) and got["ci_high"] == pytest.approx(s.ci_high)
-    assert s.ci_low < scab.mean() < s.ci_high
-    d = difference(scab, base)
-    assert d.paired and got["diff"] == pytest.approx((scab - base.reindex(scab.index)).mean())
+    ci = ttest_1samp(scab, 0).confidence_interval()
+    assert (got["ci_low"], got["ci_high"]) == pytest.approx((ci.low, ci.high))
+    paired = ttest_rel(scab, base.reindex(scab.index))
+    assert got["paired"] and got["diff"] == pytest.approx((scab - base.reindex(scab.index)).mean())
+    assert (got["diff_low"], got["diff_high"]) == pytest.approx(tuple(paired.confidence_interval()))
+    assert got["p"] == pytest.approx(paired.pvalue) and got["p_holm"] == pytest.approx(got["p"])
+    # one fixed split, no per-image predictions: seeds only, and the table says so
+    assert got["covers"] == "seeds" and got["n_images"] == N_TEST
 
 
 def test_single_run_has_no_interval_and_unpaired_when_seeds_differ():
     one = summarise(pd.Series([81.0]))
     assert one.n == 1 and np.isnan(one.ci_low) and np.isnan(one.std)
+    flat = summarise(pd.Series([81.0, 81.0, 81.0]))  # no spread is no certainty
+    assert np.isnan(flat.ci_low) and flat.note == "no spread over the runs"
     a = pd.Series([85.0, 86.0, 84.0], index=["s0", "s1", "s2"])
     b = pd.Series([80.0, 81.0, 79.0, 80.5], index=["s0", "s1", "s2", "s3"])
     d = difference(a, b)
@@ -285,6 +291,10 @@ def test_markdown_has_one_table_per_factor_with_every_level(planted):
     assert md_section_levels(md, "pooling")[:3] == ["gap (baseline)", "gmp", "both"]
     for fact in ("dataset: all_idb2", "split protocol: holdout 0.8/0.1/0.1", "fidelity:"):
         assert fact in md
+    # what each interval covers, runs x test images, raw and Holm-adjusted p
+    assert md.count("The intervals cover seed-to-seed variation only, on one fixed test set") == 2
+    assert "| runs × test images |" in md and "| 8 × 400 |" in md
+    assert "Δ accuracy p (Holm)" in md and "Holm-adjusted across its levels" in md
     assert "## What is missing" in md
 
 

@@ -21,18 +21,8 @@ from search.report.header import FULL_DEFINITION, header_facts
 from search.report.importance import factor_importance, metric_study
 from search.report.paper import configuration_table, configurations, reference_table
 from search.report.render import Block, to_html, to_markdown
-from search.report.stats import CONFIDENCE, N_RESAMPLES
 from search.report.tables import complexity_table, noise_table
 from search.store.store import Store
-
-METHOD = (
-    "n is the number of runs (seeds or folds) behind a cell; mean ± sample standard "
-    f"deviation; {int(CONFIDENCE * 100)} % CI: percentile bootstrap of the mean "
-    f"({N_RESAMPLES} resamples, scipy.stats.bootstrap; no interval from one run). Δ is the "
-    "level's mean minus the baseline's with its own bootstrap CI, paired by seed/fold when "
-    "both have the same runs (else the unpaired difference of means); 'CI excludes 0' says "
-    "whether that interval leaves out 'no difference'."
-)
 
 
 @dataclass
@@ -173,7 +163,7 @@ class _Builder:
         self.add(
             "p",
             f"Baseline: {self.params_text(self.space.baseline())}. Each table varies one "
-            f"factor from the baseline and is based on {FULL_DEFINITION}. {METHOD}",
+            f"factor from the baseline and is based on {FULL_DEFINITION}. {display.STATS_METHOD}",
         )
         frames = []
         single: dict[str, str] = {}  # point key -> label, for levels resting on one run
@@ -188,9 +178,9 @@ class _Builder:
             frames.append(table)
             self.tables[f"ablation_{factor}"] = table
             self.factor_section(factor, lvls, table)
-            n = table[table["metric"] == self.primary].set_index("level")["n"]
+            n = table[table["metric"] == self.primary].set_index("level")
             for lv in lvls:
-                if n[lv.label] == 1:
+                if n.loc[lv.label, "n"] == 1 and pd.isna(n.loc[lv.label, "ci_low"]):
                     single.setdefault(
                         lv.key, "the baseline" if lv.baseline else f"{factor}={lv.label}"
                     )
@@ -204,19 +194,18 @@ class _Builder:
 
     def factor_section(self, factor: str, levels: list[Level], table: pd.DataFrame) -> None:
         self.add("h3", f"Factor: {factor}")
-        caption = f"{factor}: test {', '.join(self.centre)} (percent)"
+        caption = display.factor_caption(table, factor, self.centre)
         self.add("table", caption, table=display.factor_display(table, self.centre))
         caption = f"{factor}: the other test metrics, mean ± std (percent)"
         self.add("table", caption, table=display.others_display(table, self.centre))
         for level in missing_levels(table):
             self.missing.append(f"{factor}={level}: never fully trained (no run behind its row).")
         if (table["n"] > 0).any():
-            path = figures.factor_bars(
+            path = figures.factor_intervals(
                 table, factor, self.primary, self.fig_path(f"factor_{factor}")
             )
             self.figure(
-                path,
-                f"{factor}: test {self.primary} per level, mean and 95 % bootstrap CI (grey: baseline)",
+                path, f"{factor}: test {self.primary} per level, mean and 95 % CI (grey: baseline)"
             )
         curves = {}
         for lv in levels:

@@ -12,7 +12,20 @@ import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.metrics import ConfusionMatrixDisplay
 
+from search.report.stats import (
+    COVERS_IMAGES,
+    COVERS_SEEDS,
+    COVERS_SEEDS_IMAGES,
+    COVERS_SEEDS_SPLITS,
+)
+
 DPI = 110
+COVERS_SHORT = {
+    COVERS_SEEDS: "seeds only (one fixed test set)",
+    COVERS_SEEDS_SPLITS: "seeds and test splits",
+    COVERS_SEEDS_IMAGES: "seeds and test images",
+    COVERS_IMAGES: "test images only (one run)",
+}
 BASE_COLOUR = "#7f7f7f"
 LEVEL_COLOUR = "#1f77b4"
 
@@ -23,43 +36,53 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def factor_bars(table: pd.DataFrame, factor: str, metric: str, path: Path) -> Path:
-    """Mean ``metric`` per level with its 95 % CI (no bar where n < 2); baseline in grey."""
+def factor_intervals(table: pd.DataFrame, factor: str, metric: str, path: Path) -> Path:
+    """Mean ``metric`` per level as a point with its 95 % CI (none where there is no
+    interval), the baseline in grey with a dotted line at its mean. Points, not bars: the
+    axis fits the intervals and no length stands for a value."""
     rows = table[table["metric"] == metric].reset_index(drop=True)
-    fig = Figure(figsize=(1.2 + 1.1 * max(len(rows), 2), 3.4))
+    fig = Figure(figsize=(1.4 + 1.1 * max(len(rows), 2), 3.4))
     ax = fig.subplots()
     x = np.arange(len(rows))
     means = rows["mean"].to_numpy(dtype=float)
     low = rows["ci_low"].to_numpy(dtype=float)
     high = rows["ci_high"].to_numpy(dtype=float)
-    colours = [BASE_COLOUR if b else LEVEL_COLOUR for b in rows["baseline"]]
-    ax.bar(x, np.nan_to_num(means), color=colours)
-    ci = np.isfinite(low) & np.isfinite(high)
-    if ci.any():
-        err = [means[ci] - low[ci], high[ci] - means[ci]]
-        ax.errorbar(x[ci], means[ci], yerr=err, fmt="none", ecolor="black", capsize=4)
-    for i, (m, n) in enumerate(zip(means, rows["n"], strict=True)):
-        top = high[i] if np.isfinite(high[i]) else m
-        if np.isfinite(top):
-            ax.annotate(
-                f"n={n}", (i, top), ha="center", va="bottom", xytext=(0, 2),
-                textcoords="offset points", fontsize=8,
-            )  # fmt: skip
-        else:  # never fully trained: say so where the bar would be
-            ax.text(i, 0.02, "n=0\nnot trained", ha="center", va="bottom", fontsize=8,
+    for i, base in enumerate(rows["baseline"]):
+        colour = BASE_COLOUR if base else LEVEL_COLOUR
+        if np.isfinite(low[i]) and np.isfinite(high[i]):
+            ax.vlines(x[i], low[i], high[i], color=colour, lw=2)
+            ax.hlines([low[i], high[i]], x[i] - 0.08, x[i] + 0.08, color=colour, lw=1.5)
+        if np.isfinite(means[i]):
+            ax.plot(x[i], means[i], "o", color=colour, ms=7, zorder=3)
+        if base and np.isfinite(means[i]):
+            ax.axhline(means[i], color=BASE_COLOUR, ls=":", lw=1)
+    for i, n in enumerate(rows["n"]):
+        if not np.isfinite(means[i]):  # never fully trained: say so where the point would be
+            ax.text(i, 0.04, "n=0\nnot trained", ha="center", va="bottom", fontsize=8,
                     transform=ax.get_xaxis_transform())  # fmt: skip
+            continue
+        images = rows["n_images"][i]
+        label = f"n={n}" + (f"×{int(images)}" if pd.notna(images) else "")
+        if np.isnan(low[i]):
+            label += "\nno CI"
+        ax.annotate(label, (i, 0.0), xycoords=("data", "axes fraction"), xytext=(0, 3),
+                    textcoords="offset points", ha="center", va="bottom", fontsize=7)  # fmt: skip
     labels = [
         f"{lv}\n(baseline)" if b else str(lv)
         for lv, b in zip(rows["level"], rows["baseline"], strict=True)
     ]
     ax.set_xticks(x, labels, fontsize=8)
-    lows = np.where(np.isfinite(low), low, means)
-    highs = np.where(np.isfinite(high), high, means)
-    if np.isfinite(lows).any():
-        # room above the highest bar for its "n=" label, even at 100 %
-        ax.set_ylim(max(0.0, np.nanmin(lows) - 5), np.nanmax(highs) + 5)
+    ax.set_xlim(-0.6, len(rows) - 0.4)
+    finite = np.concatenate([v[np.isfinite(v)] for v in (means, low, high)])
+    if finite.size:
+        pad = max(0.5, 0.12 * float(np.ptp(finite)))
+        ax.set_ylim(float(finite.min()) - 1.6 * pad, float(finite.max()) + pad)
     ax.set_ylabel(f"test {metric} (%)")
-    ax.set_title(f"{factor}: mean and 95 % bootstrap CI", fontsize=10)
+    covers = ", ".join(
+        dict.fromkeys(COVERS_SHORT.get(c, str(c)) for c in rows["covers"].dropna() if c)
+    )
+    ax.set_title(f"{factor}: mean and 95 % CI\nover {covers or 'nothing: no interval'}", fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
 
 

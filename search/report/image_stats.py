@@ -3,23 +3,30 @@
 When R runs share one test set of N images, a metric is a seeds x images crossed design.
 With ``phi[r, i]`` the jackknife pseudo-value of image i in run r
 (:func:`search.report.image_metrics.pseudo_values`; for accuracy its 0/1 correctness) and
-``m[r]`` the run's metric, the variance of the mean over runs, taken over seeds and over
-test sets drawn from the population, is estimated without bias by the method of moments
+``m[r]`` the run's metric, the variance of the mean over runs, over seeds and over test
+sets drawn from the population, is estimated as
 
-    V = var_r(m) / R + var_i(mean_r phi) / N - MS_resid / (R N)
+    V = var_r(m) / R  +  max(0, var_i(mean_r phi) / N - MS_resid / (R N))
 
-(MS_resid: the mean square of phi after removing run and image means). The first term
-alone over-counts nothing but misses the images, the second alone misses the seeds; V is
-never taken below either of them, and the interval is ``mean +- t(df) sqrt(V)`` with
-Satterthwaite's df. One run: ``V = var_i(phi) / N`` (test images only; the seed-to-seed
-variation cannot be estimated). A paired difference uses ``phi_level - phi_baseline`` on the
-same runs (seed, fold) and the same images. Runs spread over several test sets (k-fold,
+The first term holds the seed-to-seed variation and each run's own image noise (R - 1
+df); the second is the images' shared part (N - 1 df): the spread of the per-image means
+less what the first term already holds (MS_resid: the mean square of phi after removing
+run and image means). Together they are the method-of-moments estimate of
+``sigma_seed^2 / R + sigma_image^2 / N + sigma_rest^2 / (R N)``, the second part truncated
+at 0. The interval is ``mean +- t(df) sqrt(V)`` with Satterthwaite's df; for accuracy,
+Wilson's score form with the effective number of images ``p (1 - p) / V`` and the same t
+quantile (Korn and Graubard's interval for proportions from clustered samples), which
+respects 0 and 1. An interval is never narrower than the Student-t interval over the runs
+alone. One run: ``V = var_i(phi) / N`` (test images only; the seed-to-seed variation
+cannot be estimated). A paired difference uses ``phi_level - phi_baseline`` on the same
+runs (seed, fold) and the same images. Runs spread over several test sets (k-fold,
 resplit) fall back to the run-level interval of :func:`search.report.intervals.run_terms`,
 whose spread already holds the test-set sampling.
 
-If nothing varies (every image right in every run, or two sides that agree on every image),
-accuracy gets the exact Clopper-Pearson bound of N out of N images,
-``1 - (alpha/2)^(1/N)`` on each open side; other metrics get no interval.
+If nothing varies (every image right in every run, or two sides that agree on every
+image) accuracy gets the width of N out of N images (Wilson for a cell, the exact
+Clopper-Pearson ``1 - (alpha/2)^(1/N)`` on each side for a difference); other metrics get
+no interval. Coverage on simulated studies: tests/test_stats_coverage.py, bench/README.md.
 """
 
 from __future__ import annotations
@@ -185,6 +192,14 @@ def _interval(
     return _union(ci, t_interval(est, runs, bounds))
 
 
+def _at_least(ci: Interval, other: Interval, bounds: tuple[float, float]) -> Interval:
+    """``ci`` widened about its centre to the width of ``other`` where it is narrower."""
+    if math.isnan(ci.low) or math.isnan(other.low) or ci.high - ci.low >= other.high - other.low:
+        return ci
+    centre, half = (ci.low + ci.high) / 2, (other.high - other.low) / 2
+    return Interval(max(bounds[0], centre - half), min(bounds[1], centre + half), ci.p)
+
+
 def _union(ci: Interval, other: Interval) -> Interval:
     if math.isnan(ci.low) or math.isnan(other.low):
         return ci
@@ -216,7 +231,7 @@ def summarise_images(
         est, runs_only = float(m.mean()), run_terms(m, None)[0]
         if metric == "accuracy":  # a proportion: Wilson's score interval, never past 0 or 1
             ci = wilson_t(est, _crossed(m, phi), phi.size, phi.shape[1])
-            ci = _union(ci, t_interval(est, runs_only, bounds))
+            ci = _at_least(ci, t_interval(est, runs_only, bounds), bounds)
         else:
             ci = _interval(est, _crossed(m, phi), _still(phi), metric, bounds, runs_only)
         covers = COVERS_SEEDS_IMAGES if len(m) > 1 else COVERS_IMAGES

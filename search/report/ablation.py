@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from search.report.collect import StudyData, point_key
-from search.report.image_metrics import LABEL_METRICS
+from search.report.image_metrics import LABEL_METRICS, metric_range
 from search.report.intervals import ALPHA
 from search.report.stats import (
     TestPredictions,
@@ -154,7 +154,8 @@ def _summary(values: pd.Series, rs: RunSet, metric: str) -> dict[str, Any]:
     if rs.predictions is not None and metric in LABEL_METRICS:
         s = summarise_images(rs.predictions, metric, rs.classes)
     else:
-        s = summarise(values, rs.test_sets)
+        lo, hi = metric_range(metric)
+        s = summarise(values, rs.test_sets, (100 * lo, 100 * hi))
     out: dict[str, Any] = s.as_dict()
     if rs.n_images is not None:
         out["n_images"], out["n_images_max"] = rs.n_images

@@ -77,12 +77,15 @@ def _runs(x: pd.Series | np.ndarray) -> tuple[list[Any], np.ndarray]:
 
 
 def summarise(
-    values: pd.Series | np.ndarray, test_sets: Mapping[Any, str] | None = None
+    values: pd.Series | np.ndarray,
+    test_sets: Mapping[Any, str] | None = None,
+    bounds: tuple[float, float] = (-math.inf, math.inf),
 ) -> Summary:
     """Mean over runs with its Student-t 95 % CI (NaN values are runs without the metric).
 
     ``test_sets`` maps each run's key (the Series index) to its test set; None means one
-    shared test set, so that the interval covers seed-to-seed variation only.
+    shared test set, so that the interval covers seed-to-seed variation only. The interval
+    is clipped to the metric's ``bounds`` (e.g. 0-100 for accuracy in percent).
     """
     keys, v = _runs(values)
     n = len(v)
@@ -90,7 +93,7 @@ def summarise(
         return Summary(0, math.nan, math.nan, math.nan, math.nan, note="no run")
     groups = _groups(keys, test_sets)
     terms, covers = run_terms(v, groups)
-    ci = t_interval(float(v.mean()), terms)
+    ci = t_interval(float(v.mean()), terms, bounds)
     note = "one run" if n == 1 else ("no spread over the runs" if math.isnan(ci.low) else "")
     return Summary(
         n=n,

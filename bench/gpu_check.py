@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -132,22 +134,18 @@ def part_trial() -> list[dict[str, Any]]:
         config.device = "cuda"
         t = time.perf_counter()
         try:
-            r = run_trial(config, log=lambda m: print("  " + m, flush=True))
+            r = run_trial(config)
             row = {
                 "params": extra or "baseline",
                 "ok": True,
                 "wall_s": round(time.perf_counter() - t, 2),
-                "test_accuracy": r["test"]["accuracy"],
-                "test_f1": r["test"]["f1"],
-                "best_epoch": r["best_epoch"],
-                "timings": r["timings"],
+                "test_accuracy": r.test.accuracy,
+                "test_f1": r.test.f1,
+                "best_epoch": r.best_epoch,
+                "timings": r.timings.model_dump(),
                 "epochs": [
-                    {
-                        k: e[k]
-                        for k in ("epoch", "train_loss", "val_accuracy", "epoch_time_s")
-                        if k in e
-                    }
-                    for e in r["epochs"]
+                    e.model_dump(include={"epoch", "train_loss", "val_accuracy", "epoch_time_s"})
+                    for e in r.epochs
                 ],
             }
         except Exception as exc:  # noqa: BLE001
@@ -220,6 +218,7 @@ def main() -> None:
     ap.add_argument("--out", default="gpu_check.json")
     ap.add_argument("--parts", default="blocks,trial,throughput")
     args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="  %(message)s", stream=sys.stdout)
     if not torch.cuda.is_available():
         raise SystemExit("no CUDA device: this check needs a GPU")
     import timm

@@ -1,21 +1,24 @@
-"""One training run: a :class:`TrialConfig` in, per-epoch metrics out, test metrics at the end.
+"""One training run: a :class:`TrialConfig` in, a :class:`TrialResult` out.
 
-The loop is short on purpose: prepare the data (decode cache, split, pre-processing), build
-model / loss / optimiser / schedule, train and validate each epoch, keep the best epoch by
-the monitored validation metric, stop early on patience, then evaluate the best weights on
-the test split (and on test images with added Gaussian noise, one evaluation per sigma).
+Read top to bottom: :func:`setup` prepares the data (decode cache, split, pre-processing)
+and builds model / loss / optimiser / schedule; :func:`fit` trains and validates each
+epoch, keeps the best epoch by the monitored validation metric and stops early on
+patience; :func:`evaluate` tests the best weights on the test split (and on test images
+with added Gaussian noise, one evaluation per sigma). :func:`run_trial` is the three.
 
-``on_epoch(row)`` is called after every epoch with a flat dict of numbers; the search
+``on_epoch(row)`` is called after every epoch with its :class:`EpochRow`; the search
 service reports it to Ray Tune from there. It may raise to stop the trial.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +26,42 @@ import numpy as np
 import torch
 from torch import nn
 from torch.optim.swa_utils import update_bn
+from torch.utils.data import DataLoader
 
 from leukmodels.arch import build_model
 from leukmodels.config import VAL_METRICS, TrialConfig
-from leukmodels.data.prepare import make_eval_loader, make_loaders, prepare_data, test_noise_sets
-from leukmodels.errors import DataError
+from leukmodels.data.prepare import (
+    PreparedData,
+    make_eval_loader,
+    make_loaders,
+    prepare_data,
+    test_noise_sets,
+)
+from leukmodels.errors import DataError, UserError
 from leukmodels.losses import build_loss
 from leukmodels.metrics import classification_metrics, uncertain_fraction
-from leukmodels.optim import EarlyStopping, build_optimizer, build_scheduler, l1_penalty
+from leukmodels.optim import (
+    EarlyStopping,
+    Schedule,
+    build_optimizer,
+    build_scheduler,
+    l1_penalty,
+)
 from leukmodels.profile import profile
+from leukmodels.results import (
+    DataReport,
+    EpochRow,
+    EvalMetrics,
+    Profile,
+    SplitInfo,
+    TestMetrics,
+    Timings,
+    TrialResult,
+)
 
-Log = Callable[[str], None]
-EpochCallback = Callable[[dict[str, Any]], Any]
+logger = logging.getLogger(__name__)
+EpochCallback = Callable[[EpochRow], Any]
+_MONITORS = ", ".join(k for k in EpochRow.model_fields if k != "epoch")
 
 
 def seed_everything(seed: int) -> None:
@@ -125,22 +152,33 @@ def _val_row(metrics: dict[str, Any], loss: float) -> dict[str, float]:
     return row
 
 
-def run_trial(
-    config: TrialConfig,
-    on_epoch: EpochCallback | None = None,
-    log: Log | None = None,
-) -> dict[str, Any]:
-    """Train and test one configuration; returns epochs, test metrics, timings and seeds."""
-    say = log or (lambda _msg: None)
+@dataclass
+class Run:
+    """What :func:`setup` builds for :func:`fit` and :func:`evaluate`."""
+
+    config: TrialConfig
+    device: torch.device
+    data: PreparedData
+    loaders: tuple[DataLoader, DataLoader, DataLoader]  # train, val, test
+    model: nn.Module
+    loss_fn: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Schedule
+    scaler: torch.amp.GradScaler
+    stopper: EarlyStopping
+    started: float  # perf_counter() when setup began
+
+
+def setup(config: TrialConfig) -> Run:
+    """Threads and seeds, the data (split, pre-processed), model, loss, optimiser, schedule."""
+    started = time.perf_counter()
     p = config.params
-    t_start = time.perf_counter()
-    threads = config.threads or len(os.sched_getaffinity(0))
-    torch.set_num_threads(max(1, threads))
+    if config.monitor not in EpochRow.model_fields:
+        raise UserError(f"monitor {config.monitor!r} is not an epoch metric; valid: {_MONITORS}")
+    torch.set_num_threads(max(1, config.threads or len(os.sched_getaffinity(0))))
     seed_everything(p.seed)
     device = pick_device(config.device)
-
-    data = prepare_data(config.data, p, log=say)
-    n_classes = len(data.class_names)
+    data = prepare_data(config.data, p)
     for name, part in (("training", data.train), ("test", data.test)):
         if len(part) == 0:
             raise DataError(
@@ -148,129 +186,189 @@ def run_trial(
                 f"({len(data.train)} train / {len(data.val)} val / {len(data.test)} test images); "
                 "use more images or patients, or change data.split"
             )
-    say(
-        f"data: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test, "
-        f"{n_classes} classes, split {data.split.hash}"
-        + (f" (decode cache hit: {data.cache_path})" if data.cache_hit else "")
-    )
-    train_loader, val_loader, test_loader = make_loaders(data, p, seed=p.seed)
-
+    logger.info(
+        "data: %d train / %d val / %d test, %d classes, split %s%s",
+        len(data.train), len(data.val), len(data.test), len(data.class_names), data.split.hash,
+        f" (decode cache hit: {data.cache_path})" if data.cache_hit else "",
+    )  # fmt: skip
+    if len(data.val) == 0:
+        logger.warning("no validation images; the best epoch is chosen on training metrics")
+    loaders = make_loaders(data, p, seed=p.seed)
     seed_everything(p.seed)
-    model = build_model(p, num_classes=n_classes).to(device)
+    model = build_model(p, num_classes=len(data.class_names)).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    loss_fn = build_loss(p, list(data.class_counts.values())).to(device)
     optimizer = build_optimizer(model, p)
-    scheduler = build_scheduler(optimizer, p, p.epochs, mode=config.monitor_mode)
-    stopper = EarlyStopping(p.patience, mode=config.monitor_mode)
-    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
-    monitor = config.monitor
-    has_val = len(data.val) > 0
-    if not has_val:
-        say("warning: no validation images; the best epoch is chosen on training metrics")
-
-    epochs: list[dict[str, Any]] = []
-    best_state: dict[str, torch.Tensor] | None = None
-    t_train = time.perf_counter()
-    for epoch in range(1, p.epochs + 1):
-        t_epoch = time.perf_counter()
-        loss_fn.set_epoch(epoch - 1)
-        row: dict[str, Any] = {"epoch": epoch, "lr": scheduler.lr}
-        row.update(train_one_epoch(model, train_loader, loss_fn, optimizer, p, device, scaler))
-        if p.precise_bn:
-            # population statistics for the current weights: the running averages of a
-            # short run from scratch lag far behind them (Wu & Johnson, "Rethinking BatchNorm")
-            update_bn(train_loader, model, device)
-        if has_val:
-            y, proba, vloss = predict(model, val_loader, device)
-            row.update(_val_row(classification_metrics(y, proba, data.class_names), vloss))
-        value = row.get(monitor, row.get(monitor.replace("val_", "train_"), row["train_accuracy"]))
-        row.setdefault(monitor, value)  # the search always sees the metric it ranks by
-        stop = stopper.update(value, epoch)
-        if stopper.best_epoch == epoch:
-            best_state = copy.deepcopy(model.state_dict())
-        scheduler.step(value)
-        row["epoch_time_s"] = time.perf_counter() - t_epoch
-        epochs.append(row)
-        say(
-            f"epoch {epoch}/{p.epochs}  loss {row['train_loss']:.4f}  train acc {row['train_accuracy']:.3f}"
-            + (
-                f"  val acc {row['val_accuracy']:.3f}  val f1 {row['val_f1']:.3f}"
-                if has_val
-                else ""
-            )
-            + f"  {row['epoch_time_s']:.1f}s"
-        )
-        if on_epoch is not None:
-            on_epoch(dict(row))
-        if stop:
-            say(f"early stop at epoch {epoch}: no {monitor} gain for {p.patience} epochs")
-            break
-    train_s = time.perf_counter() - t_train
-
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    t_test = time.perf_counter()
-    y, proba, _ = predict(model, test_loader, device)
-    test = classification_metrics(y, proba, data.class_names, positive=config.data.positive_class)
-    test["uncertain_fraction"] = uncertain_fraction(proba, p.uncertain_below) if len(y) else None
-    noise: dict[str, Any] = {}
-    for sigma, images in test_noise_sets(data, p.test_noise, seed=p.seed):
-        ys, ps, _ = predict(model, make_eval_loader(images, data.test.labels, p), device)
-        noise[f"{sigma:g}"] = classification_metrics(
-            ys, ps, data.class_names, positive=config.data.positive_class
-        )
-    test_s = time.perf_counter() - t_test
-    say(
-        f"test: accuracy {test['accuracy']:.4f}  f1 {test['f1']:.4f}  (best epoch {stopper.best_epoch})"
+    return Run(
+        config=config,
+        device=device,
+        data=data,
+        loaders=loaders,
+        model=model,
+        loss_fn=build_loss(p, list(data.class_counts.values())).to(device),
+        optimizer=optimizer,
+        scheduler=build_scheduler(optimizer, p, p.epochs, mode=config.monitor_mode),
+        scaler=torch.amp.GradScaler(device.type, enabled=device.type == "cuda"),
+        stopper=EarlyStopping(p.patience, mode=config.monitor_mode),
+        started=started,
     )
 
-    checkpoint_path = None
-    if config.checkpoint_dir:
-        out = Path(config.checkpoint_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        checkpoint_path = str(out / "best.pt")
-        torch.save(
-            {
-                "state_dict": model.state_dict(),
-                "config": config.model_dump(mode="json"),
-                "class_names": data.class_names,
-                "best_epoch": stopper.best_epoch,
-            },
-            checkpoint_path,
+
+def epoch_row(run: Run, epoch: int) -> EpochRow:
+    """Train one epoch, then validate; the row always holds the monitored metric."""
+    p, monitor = run.config.params, run.config.monitor
+    train_loader, val_loader, _ = run.loaders
+    run.loss_fn.set_epoch(epoch - 1)
+    row: dict[str, Any] = {"epoch": epoch, "lr": run.scheduler.lr}
+    row.update(
+        train_one_epoch(
+            run.model, train_loader, run.loss_fn, run.optimizer, p, run.device, run.scaler
         )
-    complexity = profile(p, n_classes, input_size=config.data.image_size, latency_runs=5)
-    return {
-        "params": p.model_dump(mode="json"),
-        "data": config.data.model_dump(mode="json"),
-        "class_names": data.class_names,
-        "epochs": epochs,
-        "best_epoch": stopper.best_epoch,
-        "best_value": stopper.best,
-        "monitor": monitor,
-        "test": test,
-        "noise": noise,
-        "profile": {k: complexity[k] for k in ("params", "flops", "macs", "size_mb", "latency_ms")},
-        "split": {"hash": data.split.hash, "warnings": list(data.split.warnings)},
-        "data_report": {
-            "cache_hit": data.cache_hit,
-            "cache_path": str(data.cache_path) if data.cache_path else None,
-            "bad_images": list(data.bad_images),
-            "n_bad_images": len(data.bad_images),
-            "class_counts": data.class_counts,
-            "n_no_nucleus": data.n_no_nucleus,
+    )
+    if p.precise_bn:
+        # population statistics for the current weights: the running averages of a
+        # short run from scratch lag far behind them (Wu & Johnson, "Rethinking BatchNorm")
+        update_bn(train_loader, run.model, run.device)
+    if len(run.data.val):
+        y, proba, vloss = predict(run.model, val_loader, run.device)
+        row.update(_val_row(classification_metrics(y, proba, run.data.class_names), vloss))
+    value = row.get(monitor, row.get(monitor.replace("val_", "train_"), row["train_accuracy"]))
+    row.setdefault(monitor, value)  # the search always sees the metric it ranks by
+    return EpochRow.model_validate(row)
+
+
+@dataclass
+class Fitted:
+    """The epochs trained and the weights of the best one."""
+
+    epochs: list[EpochRow]
+    best_state: dict[str, torch.Tensor] | None
+    seconds: float
+
+
+def fit(run: Run, on_epoch: EpochCallback | None = None) -> Fitted:
+    """Train epoch by epoch, keep the best epoch's weights, stop early on patience."""
+    p, monitor, stopper = run.config.params, run.config.monitor, run.stopper
+    epochs: list[EpochRow] = []
+    best_state: dict[str, torch.Tensor] | None = None
+    start = time.perf_counter()
+    for epoch in range(1, p.epochs + 1):
+        t_epoch = time.perf_counter()
+        row = epoch_row(run, epoch)
+        value = getattr(row, monitor)
+        stop = stopper.update(value, epoch)
+        if stopper.best_epoch == epoch:
+            best_state = copy.deepcopy(run.model.state_dict())
+        run.scheduler.step(value)
+        row.epoch_time_s = time.perf_counter() - t_epoch
+        epochs.append(row)
+        val = (
+            f"  val acc {row.val_accuracy:.3f}  val f1 {row.val_f1:.3f}"
+            if len(run.data.val)
+            else ""
+        )
+        logger.info(
+            "epoch %d/%d  loss %.4f  train acc %.3f%s  %.1fs",
+            epoch, p.epochs, row.train_loss, row.train_accuracy, val, row.epoch_time_s,
+        )  # fmt: skip
+        if on_epoch is not None:
+            on_epoch(row.model_copy())
+        if stop:
+            logger.info(
+                "early stop at epoch %d: no %s gain for %d epochs", epoch, monitor, p.patience
+            )
+            break
+    return Fitted(epochs, best_state, time.perf_counter() - start)
+
+
+def evaluate(run: Run, fitted: Fitted) -> TrialResult:
+    """Test the best epoch's weights (clean, then per noise sigma); save, profile, report."""
+    config, data, p, device = run.config, run.data, run.config.params, run.device
+    if fitted.best_state is not None:
+        run.model.load_state_dict(fitted.best_state)
+    start = time.perf_counter()
+    positive = config.data.positive_class
+    y, proba, _ = predict(run.model, run.loaders[2], device)
+    test = TestMetrics.model_validate(
+        classification_metrics(y, proba, data.class_names, positive=positive)
+        | {"uncertain_fraction": uncertain_fraction(proba, p.uncertain_below) if len(y) else None}
+    )
+    noise: dict[str, EvalMetrics] = {}
+    for sigma, images in test_noise_sets(data, p.test_noise, seed=p.seed):
+        ys, ps, _ = predict(run.model, make_eval_loader(images, data.test.labels, p), device)
+        noise[f"{sigma:g}"] = EvalMetrics.model_validate(
+            classification_metrics(ys, ps, data.class_names, positive=positive)
+        )
+    test_s = time.perf_counter() - start
+    logger.info(
+        "test: accuracy %.4f  f1 %.4f  (best epoch %s)",
+        test.accuracy,
+        test.f1,
+        run.stopper.best_epoch,
+    )
+    complexity = profile(
+        p, len(data.class_names), input_size=config.data.image_size, latency_runs=5
+    )
+    return TrialResult(
+        params=p,
+        data=config.data,
+        class_names=data.class_names,
+        epochs=fitted.epochs,
+        best_epoch=run.stopper.best_epoch,
+        best_value=run.stopper.best,
+        monitor=config.monitor,
+        test=test,
+        noise=noise,
+        profile=Profile.model_validate({k: complexity[k] for k in Profile.model_fields}),
+        split=SplitInfo(hash=data.split.hash, warnings=list(data.split.warnings)),
+        data_report=_data_report(data),
+        timings=Timings(
+            data_prepare_s=data.timings.get("total_s"),
+            data_decode_s=data.timings.get("decode_s"),
+            train_s=fitted.seconds,
+            data_wait_s=sum(r.data_time_s or 0.0 for r in fitted.epochs),
+            compute_s=sum(r.compute_time_s or 0.0 for r in fitted.epochs),
+            test_s=test_s,
+            total_s=time.perf_counter() - run.started,
+        ),
+        seed=p.seed,
+        device=str(device),
+        threads=torch.get_num_threads(),
+        checkpoint_path=_save_checkpoint(run),
+    )
+
+
+def _data_report(data: PreparedData) -> DataReport:
+    return DataReport(
+        cache_hit=data.cache_hit,
+        cache_path=str(data.cache_path) if data.cache_path else None,
+        bad_images=list(data.bad_images),
+        n_bad_images=len(data.bad_images),
+        class_counts=data.class_counts,
+        n_no_nucleus=data.n_no_nucleus,
+    )
+
+
+def _save_checkpoint(run: Run) -> str | None:
+    """The best weights with config and class names, when a checkpoint folder is set."""
+    if not run.config.checkpoint_dir:
+        return None
+    out = Path(run.config.checkpoint_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "best.pt"
+    torch.save(
+        {
+            "state_dict": run.model.state_dict(),
+            "config": run.config.model_dump(mode="json"),
+            "class_names": run.data.class_names,
+            "best_epoch": run.stopper.best_epoch,
         },
-        "timings": {
-            "data_prepare_s": data.timings.get("total_s"),
-            "data_decode_s": data.timings.get("decode_s"),
-            "train_s": train_s,
-            "data_wait_s": sum(r["data_time_s"] for r in epochs),
-            "compute_s": sum(r["compute_time_s"] for r in epochs),
-            "test_s": test_s,
-            "total_s": time.perf_counter() - t_start,
-        },
-        "seed": p.seed,
-        "device": str(device),
-        "threads": torch.get_num_threads(),
-        "checkpoint_path": checkpoint_path,
-    }
+        path,
+    )
+    return str(path)
+
+
+def run_trial(config: TrialConfig, on_epoch: EpochCallback | None = None) -> TrialResult:
+    """Train and test one configuration: :func:`setup`, :func:`fit`, :func:`evaluate`."""
+    run = setup(config)
+    return evaluate(run, fit(run, on_epoch))

@@ -23,6 +23,7 @@ class FullFidelityASHA(ASHAScheduler):
     def __init__(
         self, *, metric: str, mode: str, max_epochs: int, grace_epochs: int, reduction_factor: float
     ) -> None:
+        self.max_epochs = max_epochs
         super().__init__(
             time_attr="epoch",
             metric=metric,
@@ -38,7 +39,7 @@ class FullFidelityASHA(ASHAScheduler):
         exempt = (
             trial.config.get(KIND) in FULL_FIDELITY_KINDS
             or result.get("final")
-            or result.get("epoch", 0) >= self._max_t
+            or result.get("epoch", 0) >= self.max_epochs
         )
         if exempt:
             return TrialScheduler.CONTINUE

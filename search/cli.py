@@ -17,6 +17,7 @@ from typing import Any
 
 from leukmodels import limits
 from leukmodels.errors import UserError
+from search.logs import NORMAL, QUIET, VERBOSE, setup_logging
 
 EXIT_USER = 2
 
@@ -66,10 +67,6 @@ def emit_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 def _add_space(p: argparse.ArgumentParser) -> None:
     p.add_argument("space", help="search space YAML file (see spaces/)")
     p.add_argument(
@@ -98,106 +95,6 @@ def _add_db(p: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="leuksearch", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=_version())
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    sub.required = True
-
-    p = sub.add_parser("describe", help="validate a space and print its factors and grid size")
-    _add_space(p)
-    p.add_argument("--json", action="store_true")
-
-    p = sub.add_parser("profile", help="params, FLOPs and latency of every architecture in a space")
-    _add_space(p)
-    p.add_argument("--input-size", type=int, default=224)
-    p.add_argument("--num-classes", type=int, default=None, help="default: the space's data")
-    p.add_argument("--latency-runs", type=int, default=10)
-    p.add_argument("--json", action="store_true")
-
-    p = sub.add_parser("synth", help="write a synthetic blood-smear dataset as an ImageFolder")
-    p.add_argument("out", help="output folder")
-    p.add_argument("--classes", type=int, default=2, choices=(2, 4))
-    p.add_argument("--n", type=_int_in(1, limits.MAX_IMAGES), default=2000)
-    p.add_argument("--size", type=_int_in(limits.MIN_IMAGE_SIZE, limits.MAX_IMAGE_SIZE), default=64)
-    p.add_argument("--patients", type=_int_in(2, limits.MAX_PATIENTS), default=40)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--format", default="png", choices=("png", "jpg"))
-    p.add_argument("--json", action="store_true")
-
-    p = sub.add_parser("trial", help="train one configuration without Ray or a database")
-    _add_space(p)
-    _add_data(p)
-    p.add_argument("--params", help="JSON object of parameters (default: the space's baseline)")
-    p.add_argument("--epochs", type=_int_in(1, limits.MAX_EPOCHS))
-    p.add_argument("--out", help="folder for the checkpoint")
-    p.add_argument("--json", action="store_true")
-
-    p = sub.add_parser("run", help="run a study: Ray Tune schedules the trials Optuna proposes")
-    _add_space(p)
-    _add_data(p)
-    _add_db(p)
-    _add_ray(p)
-    _add_study(p, required=False, help="study name (default: the space's, suffixed when taken)")
-    p.add_argument(
-        "--num-samples", type=_int_in(0, 100_000), help="exploration trials after the ablation set"
-    )
-    p.add_argument(
-        "--max-concurrent",
-        type=_int_in(1, 10_000),
-        help="trials at once (default: what resources allow)",
-    )
-    p.add_argument("--json", action="store_true")
-    _add_study_commands(sub)
-    return parser
-
-
-def _add_study_commands(sub: Any) -> None:
-    """The subcommands that work on a stored study: resume, studies, best, retrain, report."""
-    p = sub.add_parser(
-        "resume", help="continue an interrupted study (completed trials never rerun)"
-    )
-    _add_study(p)
-    _add_db(p)
-    _add_ray(p)
-    p.add_argument("--json", action="store_true")
-
-    p = sub.add_parser("studies", help="list the studies in the store")
-    _add_db(p)
-    p.add_argument("--json", action="store_true")
-
-    p = sub.add_parser("best", help="the best completed trials of a study, best first")
-    _add_study(p)
-    _add_db(p)
-    p.add_argument(
-        "--metric", help="test metric (accuracy, f1, ...) or val_* (default: the study's)"
-    )
-    p.add_argument("--top", type=int, default=5)
-    p.add_argument("--json", action="store_true")
-
-    p = sub.add_parser(
-        "retrain", help="re-run a stored trial's exact configuration and save its checkpoint"
-    )
-    p.add_argument("trial_id", type=int)
-    _add_db(p)
-    _add_data(p)
-    p.add_argument("--epochs", type=_int_in(1, limits.MAX_EPOCHS))
-    p.add_argument("--out", help="folder for the checkpoint (default runs/retrain-ID-TIME)")
-    p.add_argument("--json", action="store_true")
-    p = sub.add_parser(
-        "report", help="ablation tables, statistics, plots and the paper's numbers for a study"
-    )
-    _add_study(p)
-    _add_db(p)
-    p.add_argument(
-        "--out", required=True, help="output folder (report.md, report.html, tables/, figures/)"
-    )
-    p.add_argument(
-        "--metric", help="test metric the tables centre on (default: accuracy and f1 and the rest)"
-    )
-    p.add_argument("--json", action="store_true")
-
-
 def _add_study(p: argparse.ArgumentParser, required: bool = True, help: str | None = None) -> None:
     """--study: a name, checked by search.names before anything opens a database or a folder."""
     p.add_argument("--study", required=required, type=_name("study name"), help=help)
@@ -216,6 +113,132 @@ def _add_ray(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage-path", help="where Ray Tune keeps experiment state (default ./runs)")
 
 
+def _common() -> argparse.ArgumentParser:
+    """The flags every subcommand takes: --json, --quiet, --verbose."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    loud = common.add_mutually_exclusive_group()
+    loud.add_argument(
+        "-q", "--quiet", action="store_true", help="log only warnings and errors (stderr)"
+    )
+    loud.add_argument(
+        "-v", "--verbose", action="store_true", help="log debug messages with their source"
+    )
+    return common
+
+
+def _inspect_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "describe", parents=[common], help="validate a space and print its factors and grid size"
+    )
+    _add_space(p)
+    p = sub.add_parser(
+        "profile",
+        parents=[common],
+        help="params, FLOPs and latency of every architecture in a space",
+    )
+    _add_space(p)
+    p.add_argument("--input-size", type=int, default=224)
+    p.add_argument("--num-classes", type=int, default=None, help="default: the space's data")
+    p.add_argument("--latency-runs", type=int, default=10)
+    p = sub.add_parser(
+        "synth", parents=[common], help="write a synthetic blood-smear dataset as an ImageFolder"
+    )
+    p.add_argument("out", help="output folder")
+    p.add_argument("--classes", type=int, default=2, choices=(2, 4))
+    p.add_argument("--n", type=_int_in(1, limits.MAX_IMAGES), default=2000)
+    p.add_argument("--size", type=_int_in(limits.MIN_IMAGE_SIZE, limits.MAX_IMAGE_SIZE), default=64)
+    p.add_argument("--patients", type=_int_in(2, limits.MAX_PATIENTS), default=40)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--format", default="png", choices=("png", "jpg"))
+
+
+def _train_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "trial", parents=[common], help="train one configuration without Ray or a database"
+    )
+    _add_space(p)
+    _add_data(p)
+    p.add_argument("--params", help="JSON object of parameters (default: the space's baseline)")
+    p.add_argument("--epochs", type=_int_in(1, limits.MAX_EPOCHS))
+    p.add_argument("--out", help="folder for the checkpoint")
+    p = sub.add_parser(
+        "run",
+        parents=[common],
+        help="run a study: Ray Tune schedules the trials Optuna proposes",
+    )
+    _add_space(p)
+    _add_data(p)
+    _add_db(p)
+    _add_ray(p)
+    _add_study(p, required=False, help="study name (default: the space's, suffixed when taken)")
+    p.add_argument(
+        "--num-samples", type=_int_in(0, 100_000), help="exploration trials after the ablation set"
+    )
+    p.add_argument(
+        "--max-concurrent",
+        type=_int_in(1, 10_000),
+        help="trials at once (default: what resources allow)",
+    )
+    p = sub.add_parser(
+        "resume",
+        parents=[common],
+        help="continue an interrupted study (completed trials never rerun)",
+    )
+    _add_study(p)
+    _add_db(p)
+    _add_ray(p)
+    p = sub.add_parser(
+        "retrain",
+        parents=[common],
+        help="re-run a stored trial's exact configuration and save its checkpoint",
+    )
+    p.add_argument("trial_id", type=int)
+    _add_db(p)
+    _add_data(p)
+    p.add_argument("--epochs", type=_int_in(1, limits.MAX_EPOCHS))
+    p.add_argument("--out", help="folder for the checkpoint (default runs/retrain-ID-TIME)")
+
+
+def _result_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("studies", parents=[common], help="list the studies in the store")
+    _add_db(p)
+    p = sub.add_parser(
+        "best", parents=[common], help="the best completed trials of a study, best first"
+    )
+    _add_study(p)
+    _add_db(p)
+    p.add_argument(
+        "--metric", help="test metric (accuracy, f1, ...) or val_* (default: the study's)"
+    )
+    p.add_argument("--top", type=int, default=5)
+    p = sub.add_parser(
+        "report",
+        parents=[common],
+        help="ablation tables, statistics, plots and the paper's numbers for a study",
+    )
+    _add_study(p)
+    _add_db(p)
+    p.add_argument(
+        "--out", required=True, help="output folder (report.md, report.html, tables/, figures/)"
+    )
+    p.add_argument(
+        "--metric", help="test metric the tables centre on (default: accuracy and f1 and the rest)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="leuksearch", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    common = _common()
+    _inspect_commands(sub, common)
+    _train_commands(sub, common)
+    _result_commands(sub, common)
+    return parser
+
+
 def _version() -> str:
     from search import __version__
 
@@ -229,19 +252,25 @@ def _cmd(name: str) -> Callable[[argparse.Namespace], int]:
     return module.main
 
 
+def _say(msg: str) -> None:
+    """The command line's own last word (an error, an interruption): stderr, always."""
+    print(msg, file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    setup_logging(QUIET if args.quiet else VERBOSE if args.verbose else NORMAL)
     try:
         return int(_cmd(args.command)(args) or 0)
     except UserError as exc:
-        log(f"leuksearch {args.command}: error: {exc}")
+        _say(f"leuksearch {args.command}: error: {exc}")
         return EXIT_USER
     except BrokenPipeError:  # e.g. `leuksearch best --json | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except KeyboardInterrupt:
-        log(f"leuksearch {args.command}: interrupted")
+        _say(f"leuksearch {args.command}: interrupted")
         return 130
 
 

@@ -12,8 +12,6 @@ import contextlib
 import logging
 import os
 import socket
-
-os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our callback prints progress, not Ray's tables
 import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -22,11 +20,13 @@ from typing import Any
 
 from leukmodels.backbones import plugin_env
 from leukmodels.errors import UserError
-from search.cli import log
 from search.names import MAX_NAME_LENGTH, check_name, child_path
 from search.optuna_space import DefineByRun, study_budget
 from search.space import Space, load_space
+from search.store.records import StudyInfo, StudyRecord
 from search.store.store import Store
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -81,9 +81,7 @@ def check_data(space: Space, overrides: dict[str, Any]) -> None:
     from leukmodels.data.prepare import prepare_data
 
     tc = space.trial_config(space.baseline(), overrides=overrides)
-    data = prepare_data(tc.data, tc.params, log=log)
-    if data.bad_images:
-        log(f"skipping {len(data.bad_images)} unreadable image(s) (--skip-bad-images)")
+    prepare_data(tc.data, tc.params)  # logs what it skips and what it warns about
 
 
 def pick_study_name(store: Store, requested: str | None, space: Space) -> str:
@@ -94,7 +92,7 @@ def pick_study_name(store: Store, requested: str | None, space: Space) -> str:
         if existing is not None:
             raise UserError(
                 f"study '{requested}' already exists in {store.masked_url} "
-                f"(status {existing['status']}, {existing.get('n_trials', 0)} trials); "
+                f"(status {existing.status}, {existing.n_trials} trials); "
                 f"choose another --study, or continue it with `leuksearch resume --study {requested}`"
             )
         return requested
@@ -129,9 +127,14 @@ def check_reachable(address: str, timeout_s: float = 5.0) -> None:
 
 
 def start_ray(address: str | None, dashboard: bool) -> str | None:
-    """Start a local Ray (or join ``address``); returns the dashboard URL if there is one."""
+    """Start a local Ray (or join ``address``); returns the dashboard URL if there is one.
+
+    Tune's own progress tables are switched off (``RAY_AIR_NEW_OUTPUT=0`` with ``verbose=0``):
+    the store callback logs the progress.
+    """
     import ray
 
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
     if ray.is_initialized():
         return None
@@ -213,44 +216,30 @@ def _scheduler(space: Space, max_epochs: int) -> Any:
     )
 
 
-def run_study(space: Space, opts: RunOptions) -> dict[str, Any]:
-    """Run a new study of ``space``; returns a summary (also written to the store)."""
-    import optuna
-    from ray import tune
-    from ray.tune.search.optuna import OptunaSearch
-
-    from search.tune_callback import StoreCallback
-
+def _study_record(space: Space, opts: RunOptions, name: str, budget: int) -> StudyRecord:
+    """What the store keeps about a new study: the space, the options, where Ray writes."""
     overrides = data_overrides(opts)
-    store = Store.open(opts.db)
-    name = pick_study_name(store, opts.study, space)
-    queued, explore, total = study_budget(space, opts.num_samples)
-    if total == 0:
-        raise UserError(
-            f"{space.path}: nothing to run: no ablation section and search.num_samples is 0"
-        )
-    check_data(space, overrides)
-    with stdout_to_stderr():
-        url = start_ray(opts.address, opts.dashboard)
-    if url:
-        log(f"Ray dashboard: {url}{_token_hint()}")
-    storage_path = str(Path(opts.storage_path or "runs").expanduser().resolve())
-    dataset = overrides.get("dataset", space.data.dataset)
-    study_id = store.ensure_study(
-        name,
+    storage_path = Path(opts.storage_path or "runs").expanduser().resolve()
+    return StudyRecord(
+        name=name,
         space_yaml=space.text,
         space_hash=space.hash,
         space_path=str(space.path),
         profile=space.profile,
-        dataset=dataset,
+        dataset=str(overrides.get("dataset", space.data.dataset)),
         metric=space.search.metric,
         mode=space.search.mode,
         code_version=_code_version(),
         storage_path=str(child_path(storage_path, name)),  # one folder, never a path
         description=space.description,
-        config={"options": asdict(opts), "overrides": overrides, "budget": total},
+        config={"options": asdict(opts), "overrides": overrides, "budget": budget},
     )
-    log(f"study {name} (id {study_id}) in {store.masked_url}; Ray results in {storage_path}/{name}")
+
+
+def _searcher(space: Space, store: Store, name: str, queued: list) -> Any:
+    """Optuna's study in the store's database, the enqueued points first, as a Tune searcher."""
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     ostorage = optuna.storages.RDBStorage(store.optuna_url)
@@ -268,11 +257,7 @@ def run_study(space: Space, opts: RunOptions) -> dict[str, Any]:
     )
     for params, attrs in queued:
         study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=False)
-    log(
-        f"{len(queued)} {'grid' if space.search.algorithm == 'grid' else 'ablation'} trial(s) first "
-        f"(full fidelity), then {explore} {space.search.algorithm} trial(s)"
-    )
-    searcher = OptunaSearch(
+    return OptunaSearch(
         DefineByRun(space),
         metric=space.search.metric,
         mode=space.search.mode,
@@ -280,8 +265,40 @@ def run_study(space: Space, opts: RunOptions) -> dict[str, Any]:
         storage=ostorage,
         study_name=name,
     )
+
+
+def run_study(space: Space, opts: RunOptions) -> dict[str, Any]:
+    """Run a new study of ``space``; returns a summary (also written to the store)."""
+    from ray import tune
+
+    from search.tune_callback import StoreCallback
+
+    overrides = data_overrides(opts)
+    store = Store.open(opts.db)
+    name = pick_study_name(store, opts.study, space)
+    queued, explore, total = study_budget(space, opts.num_samples)
+    if total == 0:
+        raise UserError(
+            f"{space.path}: nothing to run: no ablation section and search.num_samples is 0"
+        )
+    check_data(space, overrides)
+    with stdout_to_stderr():
+        url = start_ray(opts.address, opts.dashboard)
+    if url:
+        logger.info("Ray dashboard: %s%s", url, _token_hint())
+    record = _study_record(space, opts, name, total)
+    study_id = store.ensure_study(record)
+    logger.info(
+        "study %s (id %d) in %s; Ray results in %s", name, study_id, store.masked_url,
+        record.storage_path,
+    )  # fmt: skip
+    searcher = _searcher(space, store, name, queued)
+    logger.info(
+        "%d %s trial(s) first (full fidelity), then %d %s trial(s)",
+        len(queued), "grid" if space.search.algorithm == "grid" else "ablation",
+        explore, space.search.algorithm,
+    )  # fmt: skip
     max_epochs = space.trial_config(space.baseline()).params.epochs
-    callback = StoreCallback(store.url, study_id, space, overrides)
     with stdout_to_stderr():
         tuner = tune.Tuner(
             _trainable(space, overrides),
@@ -295,99 +312,89 @@ def run_study(space: Space, opts: RunOptions) -> dict[str, Any]:
             ),
             run_config=tune.RunConfig(
                 name=name,
-                storage_path=storage_path,
+                storage_path=str(Path(record.storage_path).parent),
                 failure_config=tune.FailureConfig(max_failures=space.search.max_failures),
-                callbacks=[callback],
+                callbacks=[StoreCallback(store.url, name, study_id, space, overrides)],
                 verbose=0,
             ),
         )
         tuner.fit()
-    return _finish(store, study_id, name, callback, space)
+    return _finish(store, name, space)
 
 
 def resume_study(name: str, opts: RunOptions) -> dict[str, Any]:
     """Continue an interrupted study from Ray's experiment state."""
     from ray import tune
 
-    from search.tune_callback import StoreCallback
-
     check_name(name, "study name")
     store = Store.open(opts.db)
     study = store.require_study(name)
-    if study["status"] == "completed":
+    if study.status == "completed":
         raise UserError(
             f"study '{name}' is already completed; nothing to resume (see `leuksearch best --study {name}`)"
         )
-    space = load_space(
-        study["space_path"] or "space.yaml", study["profile"], text=study["space_yaml"]
-    )
-    overrides = (study.get("config") or {}).get("overrides", {})
-    path = study["storage_path"]
+    space = load_space(study.space_path or "space.yaml", study.profile, text=study.space_yaml)
+    overrides = (study.config or {}).get("overrides", {})
+    path = study.storage_path
     if not path or not tune.Tuner.can_restore(path):
         raise UserError(
             f"study '{name}' has no Ray experiment state at {path}; it cannot be resumed "
             "(it was stopped before its first trial started). Start it again with `leuksearch run`."
         )
-    store.set_study_status(study["id"], "running")
-    log(f"resuming study {name} from {path}")
+    store.set_study_status(study.id, "running")
+    logger.info("resuming study %s from %s", name, path)
     with stdout_to_stderr():
         url = start_ray(opts.address, opts.dashboard)
         if url:
-            log(f"Ray dashboard: {url}{_token_hint()}")
+            logger.info("Ray dashboard: %s%s", url, _token_hint())
+        # Tune restores the experiment's own StoreCallback; it reads its counters from the store
         tuner = tune.Tuner.restore(
             path,
             trainable=_trainable(space, overrides),
             resume_unfinished=True,
             resume_errored=False,
         )
-        callback = _restored_callback(tuner) or StoreCallback(
-            store.url, study["id"], space, overrides
-        )
         tuner.fit()
-    return _finish(store, study["id"], name, callback, space)
-
-
-def _restored_callback(tuner: Any) -> Any:
-    """The StoreCallback Tune restored with the experiment (its counters live on)."""
-    from search.tune_callback import StoreCallback
-
-    run_config = getattr(getattr(tuner, "_local_tuner", None), "_run_config", None)
-    for cb in getattr(run_config, "callbacks", None) or []:
-        if isinstance(cb, StoreCallback):
-            return cb
-    return None
+    return _finish(store, name, space)
 
 
 def _trial_dirname(trial: Any) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def _finish(store: Store, study_id: int, name: str, callback: Any, space: Space) -> dict[str, Any]:
-    """Mark the study completed, or interrupted when its budget was not used up."""
-    info = store.study(name) or {}
-    budget = (info.get("config") or {}).get("budget")
-    counts = info.get("counts", {})
-    finished = sum(counts.get(k, 0) for k in ("completed", "pruned", "failed"))
+def _finish(store: Store, name: str, space: Space) -> dict[str, Any]:
+    """Mark the study completed, or interrupted when the store callback said so (trials cut
+    short) or the budget was not used up."""
+    study = store.require_study(name)
+    budget = (study.config or {}).get("budget")
+    finished = sum(study.counts.get(k, 0) for k in ("completed", "pruned", "failed"))
     short = budget is not None and finished < budget and space.search.time_budget_s is None
-    status = "interrupted" if callback.interrupted or short else "completed"
-    store.set_study_status(study_id, status)
-    info = store.study(name) or {}
-    summary = {
-        "study": name,
-        "study_id": study_id,
-        "status": status,
-        "db": store.masked_url,
-        "counts": info.get("counts", {}),
-        "n_trials": info.get("n_trials"),
-        "best_value": info.get("best_value"),
-        "best_trial_id": info.get("best_trial_id"),
-        "metric": info.get("metric"),
-        "storage_path": info.get("storage_path"),
-    }
-    if status == "interrupted":
-        log(f"study {name} interrupted; continue it with: leuksearch resume --study {name}")
-    else:
-        log(
-            f"study {name} completed: best {summary['metric']} {summary['best_value']} (trial {summary['best_trial_id']})"
+    interrupted = study.status == "interrupted" or short
+    status = "interrupted" if interrupted else "completed"
+    store.set_study_status(study.id, status)
+    if interrupted:
+        logger.info(
+            "study %s interrupted; continue it with: leuksearch resume --study %s", name, name
         )
-    return summary
+    else:
+        logger.info(
+            "study %s completed: best %s %s (trial %s)",
+            name, study.metric, study.best_value, study.best_trial_id,
+        )  # fmt: skip
+    return _summary(store.require_study(name), store.masked_url)
+
+
+def _summary(study: StudyInfo, db: str) -> dict[str, Any]:
+    """What ``run`` and ``resume`` print with --json."""
+    return {
+        "study": study.name,
+        "study_id": study.id,
+        "status": study.status,
+        "db": db,
+        "counts": study.counts,
+        "n_trials": study.n_trials,
+        "best_value": study.best_value,
+        "best_trial_id": study.best_trial_id,
+        "metric": study.metric,
+        "storage_path": study.storage_path,
+    }

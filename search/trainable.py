@@ -2,18 +2,21 @@
 
 It turns the trial's config (the Optuna parameters plus our meta keys) back into a
 :class:`~leukmodels.config.TrialConfig`, reports every epoch to Tune, and ends with one
-``final`` report carrying the test metrics as JSON (the driver's callback stores them).
+``final`` report carrying the :class:`~leukmodels.results.TrialResult` as JSON under
+:data:`RESULT_KEY` (the driver's callback validates it again and stores it).
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from ray import tune
 
 from search.optuna_space import FOLD, SEED, decode_config
 from search.space import Space
+
+RESULT_KEY = "result_json"
+"""The final report's key for the trial's TrialResult as JSON."""
 
 
 def trial_config_for(space: Space, config: dict[str, Any], overrides: dict[str, Any]) -> Any:
@@ -31,16 +34,12 @@ def train_trial(config: dict[str, Any], space: Space, overrides: dict[str, Any])
     from leukmodels.train import run_trial
 
     tc = trial_config_for(space, config, overrides)
-    result = run_trial(tc, on_epoch=tune.report)
-    last_epoch = result["epochs"][-1]["epoch"] if result["epochs"] else 0
-    # the epochs were reported one by one; params and data are in the stored config
-    summary = {k: v for k, v in result.items() if k not in ("params", "data", "epochs")}
-    summary["epochs_done"] = len(result["epochs"])
+    result = run_trial(tc, on_epoch=lambda row: tune.report(row.report()))
     tune.report(
         {
-            "epoch": last_epoch,
+            "epoch": result.epochs[-1].epoch if result.epochs else 0,
             "final": True,
-            space.search.metric: result["best_value"],
-            "result_json": json.dumps(summary, default=str),
+            space.search.metric: result.best_value,
+            RESULT_KEY: result.model_dump_json(),
         }
     )

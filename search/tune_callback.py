@@ -2,25 +2,27 @@
 
 Workers never touch the database. Each write is idempotent, so a report delivered twice
 (or a trial restarted after a crash or a resume) never makes two rows. The callback also
-prints the progress a person reads: one line per trial event and a compact summary.
+logs the progress a person reads: one line per trial event and a compact summary. Its
+counters start from the store, so a resumed study counts on from where it stopped.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import time
 from typing import Any
 
 from ray.tune import Callback
 
-from leukmodels.config import EPOCH_METRICS, EPOCH_TIMINGS
-from search.cli import log
+from leukmodels.results import EpochRow, TrialResult
 from search.optuna_space import KIND, NUMBER, REPEAT, SEED, decode_config
 from search.space import Space
+from search.store.records import TrialUpdate
 from search.store.store import Store
-from search.trainable import trial_config_for
+from search.trainable import RESULT_KEY, trial_config_for
 
-EPOCH_KEYS = (*EPOCH_METRICS, *EPOCH_TIMINGS)
+logger = logging.getLogger(__name__)
+_COUNTED = ("completed", "pruned", "failed")
 
 
 class StoreCallback(Callback):
@@ -29,6 +31,7 @@ class StoreCallback(Callback):
     def __init__(
         self,
         db_url: str,
+        study: str,
         study_id: int,
         space: Space,
         overrides: dict[str, Any],
@@ -36,15 +39,15 @@ class StoreCallback(Callback):
     ):
         self.db_url = db_url
         self.overrides = overrides
+        self.study = study
         self.study_id = study_id
         self.space = space
         self.summary_every_s = summary_every_s
         self._store: Store | None = None
         self._ids: dict[str, int] = {}
-        self.counts = {"completed": 0, "pruned": 0, "failed": 0}
+        self.counts = dict.fromkeys(_COUNTED, 0)
         self.best: tuple[float, int] | None = None
         self._last_summary = 0.0
-        self.interrupted = False
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -56,6 +59,16 @@ class StoreCallback(Callback):
         if self._store is None:
             self._store = Store.open(self.db_url)
         return self._store
+
+    def setup(self, **info: Any) -> None:
+        """Counters and trial ids from the store (all zero for a new study)."""
+        study = self.store.study(self.study)
+        if study is None or study.id != self.study_id:
+            raise LookupError(f"study {self.study!r} (id {self.study_id}) is not in the store")
+        self.counts = {k: study.counts.get(k, 0) for k in _COUNTED}
+        if study.best_value is not None and study.best_trial_id is not None:
+            self.best = (study.best_value, study.best_trial_id)
+        self._ids = {t.tune_trial_id: t.trial_id for t in self.store.trials(self.study_id)}
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -69,9 +82,7 @@ class StoreCallback(Callback):
         cfg = trial.config
         point = decode_config(self.space, cfg)
         tc = trial_config_for(self.space, cfg, self.overrides)
-        tid = self.store.upsert_trial(
-            self.study_id,
-            trial.trial_id,
+        update = TrialUpdate(
             params=point,
             config=tc.model_dump(mode="json"),
             kind=cfg.get(KIND, "explore"),
@@ -80,6 +91,7 @@ class StoreCallback(Callback):
             optuna_number=cfg.get(NUMBER),
             repeat=cfg.get(REPEAT, 0),
         )
+        tid = self.store.upsert_trial(self.study_id, trial.trial_id, update)
         self._ids[trial.trial_id] = tid
         return tid
 
@@ -100,10 +112,10 @@ class StoreCallback(Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._start(trial)
-        log(f"{self._name(trial)} started {self._label(trial)}")
+        logger.info("%s started %s", self._name(trial), self._label(trial))
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        log(f"{self._name(trial)} failed and will be retried")
+        logger.warning("%s failed and will be retried", self._name(trial))
 
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
@@ -111,49 +123,39 @@ class StoreCallback(Callback):
         tid = self._trial_id(trial)
         if result.get("final"):
             return
-        row = {k: result[k] for k in EPOCH_KEYS if isinstance(result.get(k), (int, float))}
-        self.store.record_epoch(tid, int(result["epoch"]), row)
-        if int(result["epoch"]) == 1 and result.get("hostname"):
-            self.store.upsert_trial(
-                self.study_id,
-                trial.trial_id,
-                params=None,
-                config=None,
-                kind=None,
-                status=None,
-                repeat=None,
-                node=f"{result['hostname']} ({result.get('node_ip', '?')})",
-            )
+        row = EpochRow.model_validate({k: result.get(k) for k in EpochRow.model_fields})
+        self.store.record_epoch(tid, row)
+        if row.epoch == 1 and result.get("hostname"):
+            node = f"{result['hostname']} ({result.get('node_ip', '?')})"
+            self.store.upsert_trial(self.study_id, trial.trial_id, TrialUpdate(node=node))
         value = result.get(self.space.search.metric)
         if self.summary_every_s and time.monotonic() - self._last_summary > self.summary_every_s:
             self._summary(trials)
-        if value is not None and int(result["epoch"]) % 5 == 0:
-            log(
-                f"{self._name(trial)} epoch {result['epoch']} {self.space.search.metric} {value:.4f}"
-            )
+        if value is not None and row.epoch % 5 == 0:
+            metric = self.space.search.metric
+            logger.info("%s epoch %d %s %.4f", self._name(trial), row.epoch, metric, value)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         tid = self._trial_id(trial)
         last = trial.last_result or {}
         if last.get("final"):
-            payload = json.loads(last["result_json"])
-            self.store.record_result(tid, payload)
-            epochs_done = payload["epochs_done"]
+            result = TrialResult.model_validate_json(last[RESULT_KEY])
+            self.store.record_result(tid, result)
             self.counts["completed"] += 1
-            value = last.get(self.space.search.metric)
+            value = result.best_value
             if value is not None and (self.best is None or self._better(value, self.best[0])):
                 self.best = (value, tid)
-            t = payload["test"]
-            log(
-                f"{self._name(trial)} completed: {self.space.search.metric} {_fmt(value)}, "
-                f"test accuracy {t['accuracy']:.4f} f1 {t['f1']:.4f} ({epochs_done} epochs)"
-            )
+            logger.info(
+                "%s completed: %s %s, test accuracy %.4f f1 %.4f (%d epochs)",
+                self._name(trial), self.space.search.metric, _fmt(value),
+                result.test.accuracy, result.test.f1, result.epochs_done,
+            )  # fmt: skip
         else:
             self.store.finish_trial(
                 tid, "pruned", fidelity="partial", epochs_done=last.get("epoch")
             )
             self.counts["pruned"] += 1
-            log(f"{self._name(trial)} pruned by ASHA at epoch {last.get('epoch')}")
+            logger.info("%s pruned by ASHA at epoch %s", self._name(trial), last.get("epoch"))
         self._summary(trials)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -162,18 +164,22 @@ class StoreCallback(Callback):
         self.store.finish_trial(tid, "failed", error=error, fidelity="partial")
         self.counts["failed"] += 1
         first = error.strip().splitlines()[-1] if error.strip() else "unknown error"
-        log(f"{self._name(trial)} FAILED: {first[:300]}")
+        logger.error("%s FAILED: %s", self._name(trial), first[:300])
         self._summary(trials)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
+        """Trials still running were cut short: terminated, and the study interrupted."""
+        interrupted = False
         for trial in trials:
             tid = self._ids.get(trial.trial_id)
             if tid is None:
                 continue
-            row = self.store.trial(tid)
-            if row and row["status"] == "running":
+            stored = self.store.trial(tid)
+            if stored is not None and stored.status == "running":
                 self.store.finish_trial(tid, "terminated", fidelity="partial")
-                self.interrupted = True
+                interrupted = True
+        if interrupted:
+            self.store.set_study_status(self.study_id, "interrupted")
         self._summary(trials, force=True)
 
     # -- summary ---------------------------------------------------------------------
@@ -189,10 +195,10 @@ class StoreCallback(Callback):
             if self.best
             else "best -"
         )
-        log(
-            f"-- running {c['running']} | completed {c['completed']} | pruned {c['pruned']} | "
-            f"failed {c['failed']} | {best}"
-        )
+        logger.info(
+            "-- running %d | completed %d | pruned %d | failed %d | %s",
+            c["running"], c["completed"], c["pruned"], c["failed"], best,
+        )  # fmt: skip
 
 
 def _fmt(v: Any) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import shutil
 import subprocess
 import sys
@@ -36,7 +37,7 @@ cfg = TrialConfig(
 )
 result = run_trial(cfg)
 blocked = [m for m in sys.modules if m.split('.')[0] in {blocked!r}]
-print(json.dumps({{"accuracy": result["test"]["accuracy"], "noise": sorted(result["noise"]),
+print(json.dumps({{"accuracy": result.test.accuracy, "noise": sorted(result.noise),
                   "loaded": blocked}}))
 """
 
@@ -76,6 +77,52 @@ def test_leukmodels_runs_a_trial_with_ray_optuna_and_sqlalchemy_unavailable(tmp_
     assert 0.0 <= out["accuracy"] <= 1.0
     assert out["noise"] == ["0", "5"]
     assert out["loaded"] == []
+
+
+def _modules(path: Path) -> set[str]:
+    """Every module a file imports, by its full dotted name (``from a import b``: a and a.b)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names)
+    return names
+
+
+def test_only_the_command_line_imports_the_command_line() -> None:
+    """Core modules log through ``logging``; search.cli is the entry point, not a library."""
+    allowed = {ROOT / "search" / "cli.py", *(ROOT / "search" / "commands").glob("*.py")}
+    offenders = [
+        str(p.relative_to(ROOT))
+        for p in [*(ROOT / "search").rglob("*.py"), *(ROOT / "leukmodels").rglob("*.py")]
+        if p not in allowed and "search.cli" in _modules(p)
+    ]
+    assert offenders == []
+
+
+def test_no_private_attributes_of_ray_or_asha_are_read() -> None:
+    """Tune's and ASHA's internals change between Ray releases; we keep our own state.
+    (Attribute access or ``getattr(obj, "_name")`` alike.)"""
+    private = re.compile(r"\b_(local_tuner|run_config|max_t)\b")
+    offenders = [
+        f"{p.relative_to(ROOT)}: {m.group(0)}"
+        for p in [*(ROOT / "search").rglob("*.py"), *(ROOT / "leukmodels").rglob("*.py")]
+        for m in private.finditer(p.read_text())
+    ]
+    assert offenders == []
+
+
+def test_importing_the_service_leaves_the_environment_alone() -> None:
+    code = (  # Ray's own import sets variables: ours are compared after it
+        "import json, os, ray, ray.tune, optuna, torch; before = dict(os.environ)\n"
+        "import search.cli, search.runner, search.tune_callback, search.trainable, search.asha\n"
+        "print(json.dumps(sorted(set(os.environ.items()) ^ set(before.items()))))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == "[]"
 
 
 def test_the_blocker_really_blocks(tmp_path: Path) -> None:

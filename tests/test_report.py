@@ -17,10 +17,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from factories import trial_result
 from scipy.stats import ttest_1samp, ttest_rel
 
 from leukmodels.errors import UserError
 from leukmodels.metrics import classification_metrics
+from leukmodels.results import EpochRow
 from search.cli import main as cli_main
 from search.report.ablation import factor_levels
 from search.report.build import Report, build_report, write_report
@@ -28,6 +30,7 @@ from search.report.collect import load_study, point_key
 from search.report.paper import reference_table
 from search.report.stats import difference, summarise
 from search.space import Space, iter_ablation_points, load_space
+from search.store.records import StudyRecord, TrialUpdate
 from search.store.store import Store
 
 SPACE_YAML = """\
@@ -97,31 +100,29 @@ def add_run(
     status: str = "completed",
 ) -> int:
     config = space.trial_config(point, seed=seed).model_dump(mode="json")
-    tid = store.upsert_trial(
-        study_id, tag, params=point, config=config, kind=kind, status="running", seed=seed
-    )
+    update = TrialUpdate(params=point, config=config, kind=kind, status="running", seed=seed)
+    tid = store.upsert_trial(study_id, tag, update)
     for epoch in (1, 2, 3):
-        store.record_epoch(
-            tid, epoch, {"val_f1": acc / 100 - 0.1 / epoch, "train_loss": 1.0 / epoch}
-        )
+        row = EpochRow(epoch=epoch, val_f1=acc / 100 - 0.1 / epoch, train_loss=1.0 / epoch)
+        store.record_epoch(tid, row)
     if status != "completed":
         store.finish_trial(tid, status, fidelity="partial", epochs_done=1)
         return tid
     scab = point["attention"] == "scab"
-    result = {
-        "test": metrics_for(acc, rng),
-        "noise": {"0": metrics_for(acc, rng), "5": metrics_for(acc - 4, rng)},
-        "profile": {
+    result = trial_result(
+        metrics_for(acc, rng),
+        noise={"0": metrics_for(acc, rng), "5": metrics_for(acc - 4, rng)},
+        profile={
             "params": 11_177_538 + (10_000 if scab else 0),
             "flops": 296_000_000 + (1_000_000 if scab else 0),
             "macs": 148_000_000,
             "size_mb": 42.7,
             "latency_ms": 30.0 + rng.uniform(0, 3),
         },
-        "class_names": CLASSES,
-        "best_epoch": 3,
-    }
-    store.finish_trial(tid, "completed", result=result, epochs_done=3, fidelity="full")
+        epochs=3,
+        seed=seed,
+    )
+    store.record_result(tid, result)
     return tid
 
 
@@ -132,15 +133,16 @@ def build_store(url: str) -> None:
     seed_effect = rng.normal(0, 1.5, len(SEEDS))
     with Store.open(url) as store:
         sid = store.ensure_study(
-            STUDY,
-            space_yaml=SPACE_YAML,
-            space_hash=space.hash,
-            space_path="planted.yaml",
-            profile=None,
-            dataset="all_idb2",
-            metric="val_f1",
-            mode="max",
-            code_version="test",
+            StudyRecord(
+                name=STUDY,
+                space_yaml=SPACE_YAML,
+                space_hash=space.hash,
+                space_path="planted.yaml",
+                dataset="all_idb2",
+                metric="val_f1",
+                mode="max",
+                code_version="test",
+            )
         )
         for factor, label, point in iter_ablation_points(space):
             if (factor, label) == ("pooling", "both"):
@@ -167,11 +169,10 @@ def build_store(url: str) -> None:
         add_run(store, sid, space, "pruned", base, 99.0, rng, kind="explore", status="pruned")
         add_run(store, sid, space, "failed", base, 99.0, rng, kind="explore", status="failed")
         add_run(store, sid, space, "retrain", base, 99.0, rng, kind="retrain", seed=0)
-        store.ensure_study(
-            "other", space_yaml="study: other\nspace:\n  lr: 0.01\n", space_hash="h",
-            space_path=None, profile=None, dataset="synthetic", metric="val_f1", mode="max",
-            code_version="test",
-        )  # fmt: skip
+        store.ensure_study(StudyRecord(
+            name="other", space_yaml="study: other\nspace:\n  lr: 0.01\n", space_hash="h",
+            dataset="synthetic", metric="val_f1", mode="max", code_version="test",
+        ))  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -220,18 +221,16 @@ def test_intervals_are_student_t_intervals_of_the_runs(planted):
     url, report = planted
     with Store.open(url) as store:
         study = store.require_study(STUDY)
-        trials = store.trials(study["id"], status="completed")
+        trials = store.trials(study.id, status="completed")
     space = load_space("planted.yaml", text=SPACE_YAML)
     base_key = point_key(space, space.baseline())
     scab_key = point_key(space, space.fill({**space.baseline(), "attention": "scab"}))
 
     def runs(key: str) -> pd.Series:
-        sel = [
-            t for t in trials if t["kind"] == "ablation" and point_key(space, t["params"]) == key
-        ]
+        sel = [t for t in trials if t.kind == "ablation" and point_key(space, t.params) == key]
         return pd.Series(
-            [100 * t["result"]["accuracy"] for t in sel],
-            index=[f"seed={t['seed']},fold=None" for t in sel],
+            [100 * t.result.accuracy for t in sel],
+            index=[f"seed={t.seed},fold=None" for t in sel],
         )
 
     scab, base = runs(scab_key), runs(base_key)
@@ -386,11 +385,10 @@ def test_metric_option_centres_the_tables(planted, tmp_path):
 
 def test_empty_study_without_ablation_reports_what_is_missing(sqlite_url, tmp_path):
     with Store.open(sqlite_url) as store:
-        store.ensure_study(
-            "bare", space_yaml="study: bare\nspace:\n  lr: {loguniform: [0.001, 0.1]}\n",
-            space_hash="h", space_path=None, profile=None, dataset="synthetic",
-            metric="val_f1", mode="max", code_version="test",
-        )  # fmt: skip
+        store.ensure_study(StudyRecord(
+            name="bare", space_yaml="study: bare\nspace:\n  lr: {loguniform: [0.001, 0.1]}\n",
+            space_hash="h", dataset="synthetic", metric="val_f1", mode="max", code_version="test",
+        ))  # fmt: skip
         report = build_report(store, "bare", tmp_path)
     write_report(report)
     assert any("no fully trained trial" in m for m in report.missing)
@@ -416,11 +414,8 @@ def test_synthetic_study_shows_reference_values_as_not_comparable(planted):
     with Store.open(url) as store:
         data = load_study(store, STUDY)
     # what `leuksearch run ... --data synthetic` stores
-    data.study["dataset"] = "synthetic"
-    data.study["config"] = {
-        **(data.study.get("config") or {}),
-        "overrides": {"dataset": "synthetic"},
-    }
+    data.study.dataset = "synthetic"
+    data.study.config = {**(data.study.config or {}), "overrides": {"dataset": "synthetic"}}
     ref = reference_table(data)
     assert len(ref) == 4 and not ref["comparable"].any()
     assert ref["why_not"].str.contains("synthetic").all()
@@ -439,10 +434,10 @@ def test_levels_of_a_factor_inactive_at_the_baseline_are_left_out_with_a_note(sq
     assert levels["placement"] == []
     assert len(notes) == 3 and all("inactive at the baseline" in n for n in notes)
     with Store.open(sqlite_url) as store:
-        store.ensure_study(
-            "inactive", space_yaml=space.text, space_hash=space.hash, space_path=None,
-            profile=None, dataset="synthetic", metric="val_f1", mode="max", code_version="t",
-        )  # fmt: skip
+        store.ensure_study(StudyRecord(
+            name="inactive", space_yaml=space.text, space_hash=space.hash,
+            dataset="synthetic", metric="val_f1", mode="max", code_version="t",
+        ))  # fmt: skip
         report = build_report(store, "inactive", tmp_path)
     write_report(report)
     md = (tmp_path / "report.md").read_text()

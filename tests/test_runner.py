@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -89,29 +90,31 @@ def test_run_on_postgres_then_best_and_retrain(tiny: Path, fresh_pg_url: str) ->
 
     with Store.open(fresh_pg_url) as store:
         study = store.study("S")
-        assert study["space_hash"] and study["metric"] == "val_f1"
-        trials = store.trials(study["id"])
+        assert study.space_hash and study.metric == "val_f1"
+        trials = store.trials(study.id)
         # 3 ablation trials (none, se, scab) then 2 TPE trials
         assert len(trials) == 5
-        ablation = [t for t in trials if t["kind"] == "ablation"]
-        assert sorted(t["params"]["attention"] for t in ablation) == ["none", "scab", "se"]
-        assert all(t["status"] == "completed" and t["fidelity"] == "full" for t in ablation)
+        ablation = [t for t in trials if t.kind == "ablation"]
+        assert sorted(t.params["attention"] for t in ablation) == ["none", "scab", "se"]
+        assert all(t.status == "completed" and t.fidelity == "full" for t in ablation)
         for t in trials:
-            assert t["params"]["backbone"] == "resnet18"
-            assert t["status"] in ("completed", "pruned")
-            epochs = store.epochs(t["trial_id"])
-            assert len(epochs) == t["epochs_done"] >= 1
-            assert [e["epoch"] for e in epochs] == list(range(1, len(epochs) + 1))
-            if t["status"] == "completed":
-                assert t["result"]["accuracy"] is not None
-                assert len(t["result"]["confusion"]) == 2
-                assert t["result"]["params_count"] > 1_000_000
+            assert t.params["backbone"] == "resnet18"
+            assert t.status in ("completed", "pruned")
+            epochs = store.epochs(t.trial_id)
+            assert len(epochs) == t.epochs_done >= 1
+            assert [e.epoch for e in epochs] == list(range(1, len(epochs) + 1))
+            if t.status == "completed":
+                assert t.result.accuracy is not None
+                assert len(t.result.confusion) == 2
+                assert t.result.params_count > 1_000_000
+                assert t.result.extra["epochs_done"] == t.epochs_done
+                assert t.result.metrics.class_names == ["normal", "all"]
     n_results = count(
         fresh_pg_url,
         "select count(*) from ls_results r join ls_trials t on t.id = r.trial_id "
         "where t.status = 'completed'",
     )
-    assert n_results == sum(1 for t in trials if t["status"] == "completed")
+    assert n_results == sum(1 for t in trials if t.status == "completed")
     ostudy = optuna.load_study(study_name="S", storage=optuna_url(fresh_pg_url))
     assert len(ostudy.trials) == len(trials)
 
@@ -134,8 +137,9 @@ def test_run_on_postgres_then_best_and_retrain(tiny: Path, fresh_pg_url: str) ->
     assert Path(out["checkpoint_path"]).is_file()
     with Store.open(fresh_pg_url) as store:
         new = store.trial(out["trial_id"])
-        assert new["kind"] == "retrain" and new["parent_trial_id"] == first
-        assert new["status"] == "completed" and new["params"] == store.trial(first)["params"]
+        assert new.kind == "retrain" and new.parent_trial_id == first
+        assert new.status == "completed" and new.params == store.trial(first).params
+        assert [e.epoch for e in new.epochs] == list(range(1, new.epochs_done + 1))
 
 
 def test_embedded_sqlite_default_and_failed_trial(tiny: Path) -> None:
@@ -155,12 +159,12 @@ def test_embedded_sqlite_default_and_failed_trial(tiny: Path) -> None:
     url = f"sqlite:///{cwd / 'leuksearch.db'}"
     with Store.open(url) as store:
         study = store.study("tiny")
-        trials = store.trials(study["id"])
-        failed = [t for t in trials if t["status"] == "failed"]
-        assert failed, [t["status"] for t in trials]
-        assert all("/nonexistent/weights.pt" in t["params"].get("pretrained", "") for t in failed)
-        assert all("/nonexistent/weights.pt" in (t["error"] or "") for t in failed)
-        assert study["status"] == "completed"
+        trials = store.trials(study.id)
+        failed = [t for t in trials if t.status == "failed"]
+        assert failed, [t.status for t in trials]
+        assert all("/nonexistent/weights.pt" in t.params.get("pretrained", "") for t in failed)
+        assert all("/nonexistent/weights.pt" in (t.error or "") for t in failed)
+        assert study.status == "completed"
     r = leuksearch("best", "--study", "tiny", "--json", cwd=cwd)
     assert r.returncode == 0, r.stderr
     assert all(b["params"].get("pretrained") is None for b in json.loads(r.stdout))
@@ -211,21 +215,25 @@ def test_interrupted_study_resumes_without_rerunning(tiny: Path, fresh_pg_url: s
 
     with Store.open(fresh_pg_url) as store:
         study = store.study("R")
-        assert study["status"] == "interrupted"
-        before = {t["tune_trial_id"]: t for t in store.trials(study["id"])}
-    completed_before = {k: t for k, t in before.items() if t["status"] == "completed"}
+        assert study.status == "interrupted"
+        before = {t.tune_trial_id: t for t in store.trials(study.id)}
+    completed_before = {k: t for k, t in before.items() if t.status == "completed"}
     assert completed_before
 
     r = leuksearch("resume", "--study", "R", "--db", fresh_pg_url, "--json", cwd=cwd)
     assert r.returncode == 0, r.stderr[-3000:]
     assert json.loads(r.stdout)["status"] == "completed"
+    # the resumed callback counts on from the store: the last summary covers all 5 trials
+    last = [line for line in r.stderr.splitlines() if line.startswith("-- running")][-1]
+    counts = dict(re.findall(r"(completed|pruned|failed) (\d+)", last))
+    assert sum(int(n) for n in counts.values()) == 5, last
     with Store.open(fresh_pg_url) as store:
-        after = {t["tune_trial_id"]: t for t in store.trials(store.study("R")["id"])}
-        assert store.study("R")["status"] == "completed"
+        after = {t.tune_trial_id: t for t in store.trials(store.study("R").id)}
+        assert store.study("R").status == "completed"
     assert len(after) == 3 + 2  # the whole budget, each trial once
     for key, t in completed_before.items():
-        assert after[key]["ended_at"] == t["ended_at"]  # not run again
-    assert all(t["status"] in ("completed", "pruned") for t in after.values())
+        assert after[key].ended_at == t.ended_at  # not run again
+    assert all(t.status in ("completed", "pruned") for t in after.values())
 
 
 def test_unreachable_cluster_is_exit_2_and_leaves_no_study(tiny: Path) -> None:
@@ -249,7 +257,7 @@ def test_grid_study_runs_every_point_at_full_fidelity(tiny: Path) -> None:
     r = leuksearch("run", str(tiny), "--json", cwd=cwd)
     assert r.returncode == 0, r.stderr[-3000:]
     with Store.open(f"sqlite:///{cwd / 'leuksearch.db'}") as store:
-        trials = store.trials(store.study("tiny")["id"])
-    assert sorted(t["params"]["attention"] for t in trials) == ["none", "scab"]
-    assert all(t["kind"] == "grid" and t["status"] == "completed" for t in trials)
-    assert all(t["fidelity"] == "full" for t in trials)
+        trials = store.trials(store.study("tiny").id)
+    assert sorted(t.params["attention"] for t in trials) == ["none", "scab"]
+    assert all(t.kind == "grid" and t.status == "completed" for t in trials)
+    assert all(t.fidelity == "full" for t in trials)

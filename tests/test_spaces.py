@@ -269,6 +269,7 @@ def _planted(space, dataset: str):
     """StudyData with one fully trained run (every metric 50 %) of every named configuration
     and of its bare-backbone point: what a finished study on `dataset` would hold."""
     import pandas as pd
+    from factories import study_info
 
     from search.report.collect import StudyData, point_key
     from search.report.paper import bare_point, configurations
@@ -279,7 +280,7 @@ def _planted(space, dataset: str):
             if p is not None:
                 metrics = {m: 50.0 for m in REFERENCE_METRICS}
                 rows.append({"key": point_key(space, p), "full": True, "pair": "s0", **metrics})
-    study = {"dataset": dataset, "config": {"overrides": {"dataset": dataset}}}  # --data DATASET
+    study = study_info(dataset=dataset, config={"overrides": {"dataset": dataset}})  # --data
     return StudyData(study=study, space=space, trials=pd.DataFrame(rows))
 
 

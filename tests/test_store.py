@@ -12,10 +12,14 @@ import numpy as np
 import optuna
 import pytest
 import setuptools
+from factories import trial_result
+from pydantic import ValidationError
 from sqlalchemy import UniqueConstraint, inspect, text
 from sqlalchemy.engine import Connection, make_url
 
 from leukmodels.errors import UserError
+from leukmodels.results import EpochRow
+from search.cli import main as cli_main
 from search.store import Store, mask_url, optuna_url, resolve_url, schema
 from search.store.engine import create_store_engine
 from search.store.migrations import (
@@ -25,6 +29,14 @@ from search.store.migrations import (
     applied_versions,
     migrate,
     schema_version,
+)
+from search.store.records import (
+    EpochRecord,
+    ResultRecord,
+    StudyInfo,
+    StudyRecord,
+    TrialRecord,
+    TrialUpdate,
 )
 
 SPACE = "study: demo\nspace:\n  lr: {loguniform: [1.0e-4, 1.0e-1]}\n"
@@ -48,10 +60,16 @@ def make_study(store: Store, name: str = "demo", **overrides: Any) -> int:
         "code_version": "abc123",
     }
     fields.update(overrides)
-    return store.ensure_study(name, **fields)
+    return store.ensure_study(StudyRecord(name=name, **fields))
+
+
+def class_dict(f1: float, support: Any) -> dict[str, Any]:
+    return {"precision": 0.7, "recall": 0.6, "specificity": 0.9, "f1": f1, "npv": 0.5,
+            "support": support, "auc": None}  # fmt: skip
 
 
 def metric_dict(f1: float, accuracy: float | None = None) -> dict[str, Any]:
+    """Test metrics with numpy values, a NaN and Nones (the store writes plain JSON)."""
     return {
         "accuracy": f1 if accuracy is None else accuracy,
         "precision": np.float64(0.7),
@@ -61,9 +79,14 @@ def metric_dict(f1: float, accuracy: float | None = None) -> dict[str, Any]:
         "npv": np.float32(0.5),
         "kappa": 0.4,
         "mcc": float("nan"),
+        "balanced_accuracy": 0.6,
         "auc": None,
+        "auc_reason": "class(es) ['hem'] absent from y_true",
         "confusion": np.array([[5, 1], [2, 7]]),
-        "per_class": {"ALL": {"f1": 0.8, "support": np.int64(7)}, "hem": {"f1": 0.7}},
+        "n": np.int64(15),
+        "class_names": ["hem", "ALL"],
+        "per_class": {"ALL": class_dict(0.8, np.int64(7)), "hem": class_dict(0.7, 8)},
+        "binary": None,
     }
 
 
@@ -77,15 +100,14 @@ def add_trial(
     val_f1s: tuple[float, ...] = (),
     params: dict[str, Any] | None = None,
 ) -> int:
-    trial_id = store.upsert_trial(
-        study_id, tune_id, params=params or {"name": tune_id}, config={"epochs": 3}
-    )
+    update = TrialUpdate(params=params or {"name": tune_id}, config={"epochs": 3})
+    trial_id = store.upsert_trial(study_id, tune_id, update)
     for epoch, value in enumerate(val_f1s):
-        store.record_epoch(trial_id, epoch, {"val_f1": value, "val_loss": 1.0 - value})
-    result = None if test_f1 is None else {"test": metric_dict(test_f1)}
-    store.finish_trial(
-        trial_id, status, result=result, error="boom" if status == "failed" else None
-    )
+        store.record_epoch(trial_id, EpochRow(epoch=epoch, val_f1=value, val_loss=1.0 - value))
+    if status == "completed" and test_f1 is not None:
+        store.record_result(trial_id, trial_result(metric_dict(test_f1), epochs=len(val_f1s)))
+    else:
+        store.finish_trial(trial_id, status, error="boom" if status == "failed" else None)
     return trial_id
 
 
@@ -173,7 +195,7 @@ def test_migrate_twice_is_a_noop(store_url: str):
         assert applied_versions(store.engine) == history
     with Store.open(store_url) as store:
         assert applied_versions(store.engine) == history
-        assert store.study("demo")["id"] == study_id
+        assert store.study("demo").id == study_id
 
 
 def test_migrated_schema_matches_schema_module(store_url: str):
@@ -302,15 +324,15 @@ def test_ensure_study_is_get_or_create_and_refuses_another_space(store: Store):
     message = str(info.value)
     assert "'demo' already exists" in message and "different" in message
     assert "--study" in message and "same file" in message
-    assert store.study("demo")["space_hash"] == "hash-1"
+    assert store.study("demo").space_hash == "hash-1"
 
 
 def test_study_status(store: Store):
     study_id = make_study(store)
     store.set_study_status(study_id, "interrupted")
     study = store.study("demo")
-    assert study["status"] == "interrupted"
-    assert study["space_yaml"] == SPACE
+    assert study.status == "interrupted"
+    assert study.space_yaml == SPACE
     with pytest.raises(ValueError, match="running, completed"):
         store.set_study_status(study_id, "paused")
     with pytest.raises(LookupError):
@@ -320,104 +342,105 @@ def test_study_status(store: Store):
 def test_upsert_trial_twice_keeps_one_row(store: Store):
     study_id = make_study(store)
     first = store.upsert_trial(
-        study_id, "abc_00001", params={"lr": 0.01}, config={"lr": 0.01}, node="n1", seed=3
+        study_id,
+        "abc_00001",
+        TrialUpdate(params={"lr": 0.01}, config={"lr": 0.01}, node="n1", seed=3),
     )
     second = store.upsert_trial(
-        study_id, "abc_00001", params={"lr": 0.01}, config=None, optuna_number=4
+        study_id, "abc_00001", TrialUpdate(params={"lr": 0.01}, optuna_number=4)
     )
     assert first == second
     trials = store.trials(study_id)
     assert len(trials) == 1
     trial = trials[0]
-    assert (trial["node"], trial["seed"], trial["optuna_number"]) == ("n1", 3, 4)
-    assert trial["config"] == {"lr": 0.01}
-    assert trial["status"] == "running" and trial["started_at"] is not None
+    assert (trial.node, trial.seed, trial.optuna_number) == ("n1", 3, 4)
+    assert trial.config == {"lr": 0.01}  # None left it alone
+    assert (trial.kind, trial.repeat) == ("explore", 0)  # a new trial's defaults
+    assert trial.status == "running" and trial.started_at is not None
     retrain = store.upsert_trial(
-        study_id, "abc_00002", params={"lr": 0.01}, config={}, kind="retrain",
-        parent_trial_id=first, repeat=1,
+        study_id, "abc_00002", TrialUpdate(params={"lr": 0.01}, config={}, kind="retrain",
+                                           parent_trial_id=first, repeat=1),
     )  # fmt: skip
-    assert store.trial(retrain)["parent_trial_id"] == first
+    assert store.trial(retrain).parent_trial_id == first
+    with pytest.raises(ValueError, match="unknown trial kind"):
+        store.upsert_trial(study_id, "abc_00003", TrialUpdate(kind="exploit"))
 
 
 def test_record_epoch_twice_updates_the_same_row(store: Store):
     study_id = make_study(store)
-    trial_id = store.upsert_trial(study_id, "t1", params={}, config={})
-    store.record_epoch(trial_id, 1, {"val_f1": 0.5, "train_loss": 2.0, "lr": 0.1})
-    store.record_epoch(trial_id, 1, {"val_f1": 0.6, "train_loss": 1.5, "extra": [1, 2]})
-    store.record_epoch(trial_id, 2, {"val_f1": 0.7})
+    trial_id = store.upsert_trial(study_id, "t1", TrialUpdate(params={}, config={}))
+    store.record_epoch(trial_id, EpochRow(epoch=1, val_f1=0.5, train_loss=2.0, lr=0.1))
+    store.record_epoch(trial_id, EpochRow(epoch=1, val_f1=0.6, train_loss=1.5, val_mcc=-0.2))
+    store.record_epoch(trial_id, EpochRow(epoch=2, val_f1=0.7))
     epochs = store.epochs(trial_id)
-    assert [e["epoch"] for e in epochs] == [1, 2]
-    assert epochs[0]["metrics"] == {"val_f1": 0.6, "train_loss": 1.5, "extra": [1, 2]}
-    assert (epochs[0]["val_f1"], epochs[0]["train_loss"], epochs[0]["lr"]) == (0.6, 1.5, None)
-    assert store.trial(trial_id)["epochs_done"] == 2
+    assert [e.epoch for e in epochs] == [1, 2]
+    assert epochs[0].metrics == {"val_f1": 0.6, "train_loss": 1.5, "val_mcc": -0.2}
+    assert (epochs[0].val_f1, epochs[0].train_loss, epochs[0].lr) == (0.6, 1.5, None)
+    assert store.trial(trial_id).epochs_done == 2
     with pytest.raises(LookupError):
-        store.record_epoch(trial_id + 99, 1, {"val_f1": 0.5})
+        store.record_epoch(trial_id + 99, EpochRow(epoch=1, val_f1=0.5))
+    with pytest.raises(ValidationError, match="val_f2"):
+        EpochRow(epoch=1, val_f2=0.5)  # an epoch row names only known metrics
 
 
 def test_failed_trial_keeps_its_error_and_the_study_goes_on(store: Store):
     study_id = make_study(store)
-    failed = store.upsert_trial(study_id, "t1", params={"lr": 1.0}, config={})
-    store.record_epoch(failed, 0, {"val_f1": 0.1})
+    failed = store.upsert_trial(study_id, "t1", TrialUpdate(params={"lr": 1.0}, config={}))
+    store.record_epoch(failed, EpochRow(epoch=0, val_f1=0.1))
     store.finish_trial(failed, "failed", error="RuntimeError: loss is NaN\n  at epoch 1")
     store.finish_trial(failed, "failed")  # delivered again without the error
     ok = add_trial(store, study_id, "t2", test_f1=0.9, val_f1s=(0.8,))
     trial = store.trial(failed)
-    assert trial["status"] == "failed"
-    assert trial["error"] == "RuntimeError: loss is NaN\n  at epoch 1"
-    assert trial["ended_at"] is not None and trial["result"] is None
-    assert store.study("demo")["counts"]["failed"] == 1
-    assert [t["trial_id"] for t in store.trials(study_id, status="completed")] == [ok]
+    assert trial.status == "failed"
+    assert trial.error == "RuntimeError: loss is NaN\n  at epoch 1"
+    assert trial.ended_at is not None and trial.result is None
+    assert store.study("demo").counts["failed"] == 1
+    assert [t.trial_id for t in store.trials(study_id, status="completed")] == [ok]
     # Tune restarting the failed trial clears its end and error
-    store.upsert_trial(study_id, "t1", params=None, config=None, status="running")
+    store.upsert_trial(study_id, "t1", TrialUpdate(status="running"))
     restarted = store.trial(failed)
-    assert (restarted["status"], restarted["error"], restarted["ended_at"]) == (
+    assert (restarted.status, restarted.error, restarted.ended_at) == (
         "running",
         None,
         None,
     )
 
 
-def test_finish_trial_twice_changes_nothing(store: Store):
+def test_record_result_twice_changes_nothing(store: Store):
     study_id = make_study(store)
-    trial_id = store.upsert_trial(study_id, "t1", params={}, config={})
-    result = {
-        "test": metric_dict(0.8),
-        "noise": {0.05: metric_dict(0.7), 0.1: metric_dict(0.6)},
-        "profile": {
-            "params": 11_200_000,
-            "flops": 1.8e9,
-            "macs": 9.1e8,
-            "size_mb": 42.7,
-            "latency_ms": 3.5,
-        },
-        "timings": {"train_s": 12.0},
-        "checkpoint_path": Path("/ckpt/t1.pt"),
-        # the rest of a leukmodels.train result
-        "epochs": [{"epoch": 1, "val_f1": 0.5}],
-        "params": {"lr": 0.01},
-        "best_epoch": 2,
-        "split": {"hash": "s1", "warnings": []},
-    }
-    store.finish_trial(trial_id, "completed", result=result, epochs_done=3, fidelity="full")
+    trial_id = store.upsert_trial(study_id, "t1", TrialUpdate(params={}, config={}))
+    result = trial_result(
+        metric_dict(0.8),
+        noise={"0.05": metric_dict(0.7), "0.1": metric_dict(0.6)},
+        profile={"params": 11_200_000, "flops": 1.8e9, "macs": 9.1e8, "size_mb": 42.7,
+                 "latency_ms": 3.5},
+        best_epoch=2,
+        checkpoint_path="/ckpt/t1.pt",
+    )  # fmt: skip
+    store.record_result(trial_id, result)
     first = store.trial(trial_id)
-    store.finish_trial(trial_id, "completed", result=result, epochs_done=3, fidelity="full")
+    store.record_result(trial_id, result)
     assert store.trial(trial_id) == first
-    r = first["result"]
-    assert (r["f1"], r["precision"], r["mcc"], r["auc"]) == (0.8, 0.7, None, None)
-    assert r["metrics"]["confusion"] == r["confusion"] == [[5, 1], [2, 7]]
-    assert r["metrics"]["per_class"]["ALL"]["support"] == 7
-    assert r["metrics"]["npv"] == pytest.approx(0.5)
-    assert r["noise"]["0.05"]["f1"] == 0.7
-    assert (r["params_count"], r["flops"], r["macs"]) == (11_200_000, 1_800_000_000, 910_000_000)
-    assert (r["latency_ms"], r["checkpoint_path"]) == (3.5, "/ckpt/t1.pt")
-    assert r["profile"]["size_mb"] == 42.7
-    assert r["extra"] == {"best_epoch": 2, "split": {"hash": "s1", "warnings": []}}
-    assert (first["fidelity"], first["epochs_done"], first["error"]) == ("full", 3, None)
-    assert first["duration_s"] >= 0
-    json.dumps(first, allow_nan=False)  # plain JSON all the way down
+    r = first.result
+    assert (r.f1, r.precision, r.mcc, r.auc) == (0.8, 0.7, None, None)
+    assert r.metrics.confusion == r.confusion == [[5, 1], [2, 7]]
+    assert r.metrics.per_class["ALL"].support == 7
+    assert r.metrics.npv == pytest.approx(0.5)
+    assert r.noise["0.05"].f1 == 0.7
+    assert (r.params_count, r.flops, r.macs) == (11_200_000, 1_800_000_000, 910_000_000)
+    assert (r.latency_ms, r.checkpoint_path) == (3.5, "/ckpt/t1.pt")
+    assert r.profile.size_mb == 42.7 and r.timings == result.timings
+    assert r.extra["best_epoch"] == 2 and r.extra["split"] == {"hash": "s1", "warnings": []}
+    assert set(r.extra) == {"class_names", "best_epoch", "best_value", "monitor", "split",
+                            "data_report", "seed", "device", "threads", "epochs_done"}  # fmt: skip
+    assert (first.fidelity, first.epochs_done, first.error) == ("full", 3, None)
+    assert (first.split_hash, first.duration_s) == ("s1", result.timings.total_s)
+    json.dumps(first.model_dump(mode="json"), allow_nan=False)  # plain JSON all the way down
 
 
-def test_real_classification_metrics_are_stored(store: Store):
+def test_stored_json_is_what_the_metrics_computed(store: Store, store_url: str):
+    """ls_results.metrics holds classification_metrics' dict (plus uncertain_fraction) as it
+    was, so SQL over the JSON (README) keeps working."""
     from leukmodels import metrics
 
     test = metrics.classification_metrics(
@@ -426,12 +449,37 @@ def test_real_classification_metrics_are_stored(store: Store):
         ["hem", "ALL"],
     )
     study_id = make_study(store)
-    trial_id = store.upsert_trial(study_id, "t1", params={}, config={})
-    store.finish_trial(trial_id, "completed", result={"test": test})
-    stored = store.trial(trial_id)["result"]
-    assert stored["accuracy"] == pytest.approx(float(test["accuracy"]))
-    assert stored["metrics"]["class_names"] == ["hem", "ALL"]
-    assert np.array_equal(np.array(stored["confusion"]), np.asarray(test["confusion"]))
+    trial_id = store.upsert_trial(study_id, "t1", TrialUpdate(params={}, config={}))
+    store.record_result(trial_id, trial_result({**test, "uncertain_fraction": 0.2}))
+    stored = store.trial(trial_id).result
+    assert stored.accuracy == pytest.approx(float(test["accuracy"]))
+    assert stored.class_names == ["hem", "ALL"]
+    assert np.array_equal(np.array(stored.confusion), np.asarray(test["confusion"]))
+    raw = scalar(store_url, f"SELECT metrics FROM ls_results WHERE trial_id = {trial_id}")
+    raw = json.loads(raw) if isinstance(raw, str) else raw
+    assert raw == {**test, "uncertain_fraction": 0.2}
+
+
+def test_records_cover_every_column():
+    """A migration that adds a column adds the record field that reads it."""
+    columns = {t: set(t.columns.keys()) for t in schema.metadata.sorted_tables}
+    summary = {"counts", "n_trials", "best_value", "best_trial_id"}
+    assert set(StudyInfo.model_fields) - summary == columns[schema.studies]
+    assert set(StudyRecord.model_fields) == columns[schema.studies] - {
+        "id", "status", "created_at", "updated_at"}  # fmt: skip
+    trial_columns = columns[schema.trials] - {"id"} | {"trial_id"}
+    assert set(TrialRecord.model_fields) - {"result", "epochs"} == trial_columns
+    assert set(EpochRecord.model_fields) == columns[schema.epochs] - {"id"}
+    assert set(ResultRecord.model_fields) == columns[schema.results] - {"id", "trial_id"}
+
+
+def test_studies_json_lists_studies_without_their_space(store_url: str, capsys):
+    with Store.open(store_url) as store:
+        make_study(store)
+    assert cli_main(["studies", "--db", store_url, "--json"]) == 0
+    (listed,) = json.loads(capsys.readouterr().out)
+    assert listed["name"] == "demo" and listed["n_trials"] == 0
+    assert "space_yaml" not in listed and "config" not in listed
 
 
 # -- queries -------------------------------------------------------------------------
@@ -444,25 +492,25 @@ def test_best_orders_completed_trials_by_test_and_validation_metrics(store: Stor
     c = add_trial(store, study_id, "c", test_f1=0.80, val_f1s=(0.3, 0.7))
     add_trial(store, study_id, "pruned", status="pruned", test_f1=0.99, val_f1s=(0.95,))
     add_trial(store, study_id, "failed", status="failed", val_f1s=(0.99,))
-    store.upsert_trial(study_id, "running", params={}, config={})
+    store.upsert_trial(study_id, "running", TrialUpdate(params={}, config={}))
 
     by_val = store.best("demo")  # the study's metric: val_f1, max, best epoch per trial
-    assert [(i["trial_id"], i["value"]) for i in by_val] == [(a, 0.9), (c, 0.7), (b, 0.6)]
-    assert by_val[0]["metric"] == "val_f1" and by_val[0]["params"] == {"name": "a"}
-    assert by_val[0]["metrics"]["f1"] == 0.70
-    assert [i["trial_id"] for i in store.best("demo", "f1")] == [b, c, a]
-    assert [i["trial_id"] for i in store.best("demo", "test_f1", "min", top=2)] == [a, c]
-    assert [i["value"] for i in store.best("demo", "val_loss", "min")] == [
+    assert [(i.trial_id, i.value) for i in by_val] == [(a, 0.9), (c, 0.7), (b, 0.6)]
+    assert by_val[0].metric == "val_f1" and by_val[0].params == {"name": "a"}
+    assert by_val[0].metrics["f1"] == 0.70
+    assert [i.trial_id for i in store.best("demo", "f1")] == [b, c, a]
+    assert [i.trial_id for i in store.best("demo", "test_f1", "min", top=2)] == [a, c]
+    assert [i.value for i in store.best("demo", "val_loss", "min")] == [
         pytest.approx(0.1),
         pytest.approx(0.3),
         pytest.approx(0.4),
     ]
-    assert [i["trial_id"] for i in store.best("demo", "npv")] == [a, b, c]  # JSON-only key
+    assert [i.trial_id for i in store.best("demo", "npv")] == [a, b, c]  # JSON-only key
     assert len(store.best("demo", top=1)) == 1
 
     listed = store.studies()[0]
-    assert (listed["best_value"], listed["best_trial_id"]) == (0.9, a)
-    assert listed["counts"] == {
+    assert (listed.best_value, listed.best_trial_id) == (0.9, a)
+    assert listed.counts == {
         "pending": 0,
         "running": 1,
         "completed": 3,
@@ -470,7 +518,7 @@ def test_best_orders_completed_trials_by_test_and_validation_metrics(store: Stor
         "failed": 1,
         "terminated": 0,
     }
-    assert listed["n_trials"] == 6 and "space_yaml" not in listed
+    assert listed.n_trials == 6
 
     with pytest.raises(UserError, match="val_f1"):
         store.best("demo", "val_f2")
@@ -525,7 +573,7 @@ def test_sqlite_connections_use_wal_busy_timeout_and_foreign_keys(sqlite_url: st
 def test_concurrent_record_epoch_on_sqlite(sqlite_url: str):
     with Store.open(sqlite_url) as setup:
         study_id = make_study(setup)
-        shared = setup.upsert_trial(study_id, "shared", params={}, config={})
+        shared = setup.upsert_trial(study_id, "shared", TrialUpdate(params={}, config={}))
     stores = [Store.open(sqlite_url) for _ in range(2)]
     barrier = threading.Barrier(2)
     errors: list[BaseException] = []
@@ -533,11 +581,11 @@ def test_concurrent_record_epoch_on_sqlite(sqlite_url: str):
     def write(index: int) -> None:
         store = stores[index]
         try:
-            own = store.upsert_trial(study_id, f"own{index}", params={}, config={})
+            own = store.upsert_trial(study_id, f"own{index}", TrialUpdate(params={}, config={}))
             barrier.wait(timeout=60)
             for epoch in range(40):
-                store.record_epoch(own, epoch, {"val_f1": epoch / 40})
-                store.record_epoch(shared, epoch, {"val_f1": index})
+                store.record_epoch(own, EpochRow(epoch=epoch, val_f1=epoch / 40))
+                store.record_epoch(shared, EpochRow(epoch=epoch, val_f1=index))
         except BaseException as exc:  # noqa: B036 - reported below
             errors.append(exc)
             barrier.abort()
@@ -549,8 +597,8 @@ def test_concurrent_record_epoch_on_sqlite(sqlite_url: str):
         thread.join()
     try:
         assert errors == []
-        by_tune_id = {t["tune_trial_id"]: t for t in stores[0].trials(study_id)}
-        assert {k: t["epochs_done"] for k, t in by_tune_id.items()} == {
+        by_tune_id = {t.tune_trial_id: t for t in stores[0].trials(study_id)}
+        assert {k: t.epochs_done for k, t in by_tune_id.items()} == {
             "shared": 40,
             "own0": 40,
             "own1": 40,

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from leukmodels.config import DataSpec, SplitSpec, TrialConfig, TrialParams
+from leukmodels.results import EpochRow
 from leukmodels.train import run_trial
 
 pytestmark = pytest.mark.slow
@@ -34,41 +35,39 @@ def test_same_seed_same_numbers_other_seed_other_numbers(tmp_path: Path) -> None
     a = run_trial(tiny(tmp_path, seed=3))
     b = run_trial(tiny(tmp_path, seed=3))
     c = run_trial(tiny(tmp_path, seed=4))
-    losses = lambda r: [e["train_loss"] for e in r["epochs"]]  # noqa: E731
+    losses = lambda r: [e.train_loss for e in r.epochs]  # noqa: E731
     assert losses(a) == losses(b)
-    assert a["test"]["confusion"] == b["test"]["confusion"]
+    assert a.test.confusion == b.test.confusion
     assert losses(a) != losses(c)
-    assert a["split"]["hash"] == b["split"]["hash"]
-    assert a["seed"] == 3
+    assert a.split.hash == b.split.hash
+    assert a.seed == 3
 
 
 def test_callback_per_epoch_early_stopping_and_checkpoint(tmp_path: Path) -> None:
-    seen: list[dict] = []
+    seen: list[EpochRow] = []
     cfg = tiny(tmp_path, epochs=6, patience=1)
     cfg.checkpoint_dir = str(tmp_path / "ck")
     result = run_trial(cfg, on_epoch=seen.append)
-    assert [r["epoch"] for r in seen] == [r["epoch"] for r in result["epochs"]]
+    assert [r.epoch for r in seen] == [r.epoch for r in result.epochs]
     # where patience 1 must stop: the first epoch that does not beat the best so far
-    values = [r["val_f1"] for r in seen]
+    values = [r.val_f1 for r in seen]
     expected = next(
         (i + 1 for i in range(1, 6) if i < len(values) and values[i] <= max(values[:i])), 6
     )
     assert len(seen) == expected
     assert all(
-        {"train_loss", "val_f1", "val_accuracy", "lr", "epoch_time_s"} <= set(r) for r in seen
+        {"train_loss", "val_f1", "val_accuracy", "lr", "epoch_time_s"} <= set(r.report())
+        for r in seen
     )
-    best = result["best_epoch"]
-    assert result["best_value"] == max(r["val_f1"] for r in seen)
-    assert seen[best - 1]["val_f1"] == result["best_value"]
-    ck = torch.load(result["checkpoint_path"], weights_only=False)
+    best = result.best_epoch
+    assert result.best_value == max(r.val_f1 for r in seen)
+    assert seen[best - 1].val_f1 == result.best_value
+    ck = torch.load(result.checkpoint_path, weights_only=False)
     assert ck["best_epoch"] == best and ck["class_names"] == ["normal", "all"]
-    assert set(result["timings"]) >= {
-        "data_prepare_s",
-        "train_s",
-        "data_wait_s",
-        "compute_s",
-        "test_s",
-    }
+    timings = result.timings
+    assert timings.data_prepare_s is not None and timings.data_prepare_s > 0
+    assert 0 < timings.compute_s <= timings.train_s < timings.total_s
+    assert timings.data_wait_s >= 0 and timings.test_s > 0
     for key in (
         "accuracy",
         "precision",
@@ -81,23 +80,23 @@ def test_callback_per_epoch_early_stopping_and_checkpoint(tmp_path: Path) -> Non
         "auc",
         "confusion",
     ):
-        assert key in result["test"]
-    assert result["profile"]["params"] > 1_000_000
+        assert key in result.test.model_dump()
+    assert result.profile.params > 1_000_000
 
 
 def test_test_time_noise_sweep_is_reported_per_sigma(tmp_path: Path) -> None:
     result = run_trial(tiny(tmp_path, epochs=1, test_noise=[0, 2, 5, 8, 10]))
-    assert list(result["noise"]) == ["0", "2", "5", "8", "10"]
-    assert result["noise"]["0"]["confusion"] == result["test"]["confusion"]
-    assert all(0 <= m["accuracy"] <= 1 for m in result["noise"].values())
+    assert list(result.noise) == ["0", "2", "5", "8", "10"]
+    assert result.noise["0"].confusion == result.test.confusion
+    assert all(0 <= m.accuracy <= 1 for m in result.noise.values())
 
 
 def test_no_validation_split_still_reports_the_monitored_metric(tmp_path: Path) -> None:
     cfg = tiny(tmp_path, epochs=1)
     cfg.data.split = SplitSpec(train=0.75, val=0.0, test=0.25)
-    rows: list[dict] = []
+    rows: list[EpochRow] = []
     run_trial(cfg, on_epoch=rows.append)
-    assert rows[0]["val_f1"] == rows[0]["train_accuracy"]  # the fallback, said in the log
+    assert rows[0].val_f1 == rows[0].train_accuracy  # the fallback, said in the log
 
 
 def test_empty_test_split_is_a_data_error(tmp_path: Path) -> None:
@@ -106,4 +105,13 @@ def test_empty_test_split_is_a_data_error(tmp_path: Path) -> None:
     cfg = tiny(tmp_path, epochs=1)
     cfg.data.n, cfg.data.patients = 16, 2
     with pytest.raises(DataError, match="split .* is empty"):
+        run_trial(cfg)
+
+
+def test_a_monitor_that_no_epoch_reports_is_a_user_error(tmp_path: Path) -> None:
+    from leukmodels.errors import UserError
+
+    cfg = tiny(tmp_path, epochs=1)
+    cfg.monitor = "val_dice"
+    with pytest.raises(UserError, match="val_dice.*val_f1"):
         run_trial(cfg)

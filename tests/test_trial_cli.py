@@ -55,6 +55,8 @@ def test_trial_on_a_folder_with_mixed_sizes_and_a_three_image_class(tmp_path: Pa
     assert len(out["test"]["confusion"]) == 3
     assert "rare" in r.stderr and "warning" in r.stderr.lower()  # too small to split: kept in train
     assert out["data_report"]["class_counts"]["rare"] == 3
+    lines = r.stderr.splitlines()
+    assert "epoch 1/1" in r.stderr and len(lines) == len(set(lines))  # every message once
 
 
 def test_truncated_jpeg_is_named_and_can_be_skipped(tmp_path: Path) -> None:
@@ -66,8 +68,12 @@ def test_truncated_jpeg_is_named_and_can_be_skipped(tmp_path: Path) -> None:
     assert "cell_007.jpg" in r.stderr and "Traceback" not in r.stderr
     assert "--skip-bad-images" in r.stderr
     assert r.stdout == ""
-    r = trial("--data", str(folder), "--epochs", "1", "--skip-bad-images", "--json", cwd=tmp_path)
+    r = trial(
+        "--data", str(folder), "--epochs", "1", "--skip-bad-images", "--json", "--quiet",
+        cwd=tmp_path,
+    )  # fmt: skip
     assert r.returncode == 0, r.stderr[-3000:]
+    assert "epoch 1/1" not in r.stderr  # --quiet: no progress
     out = json.loads(r.stdout)
     assert out["data_report"]["n_bad_images"] == 1
     assert "cell_007.jpg" in out["data_report"]["bad_images"][0]

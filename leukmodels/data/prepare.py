@@ -100,7 +100,7 @@ def prepare_data(spec: DataSpec, params: TrialParams, log: Log | None = None) ->
         limit=spec.limit,
         cache_dir=spec.cache_dir,
         skip_bad_images=spec.skip_bad_images,
-        log=log,
+        log=log or logger.info,  # the decode progress, once, through the logger
     )
     decoded_at = time.perf_counter()
     names = decoded.class_names

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 
-from search.cli import emit_json, log
+from search.cli import emit_json
 from search.space import load_space
+
+logger = logging.getLogger(__name__)
 
 
 def class_count(space) -> int:
@@ -25,8 +28,9 @@ def class_count(space) -> int:
     try:
         return len(resolve_dataset(space.data).class_names)
     except DataError:
-        log(
-            f"dataset {space.data.dataset} is not on this machine: profiling with 2 classes (--num-classes N to choose)"
+        logger.warning(
+            "dataset %s is not on this machine: profiling with 2 classes (--num-classes N to choose)",
+            space.data.dataset,
         )
         return 2
 
@@ -49,7 +53,9 @@ def main(args: argparse.Namespace) -> int:
     space = load_space(args.space, args.profile)
     num_classes = args.num_classes or class_count(space)
     archs = architectures(space)
-    log(f"profiling {len(archs)} architecture(s) at {args.input_size}px, {num_classes} classes")
+    logger.info(
+        "profiling %d architecture(s) at %dpx, %d classes", len(archs), args.input_size, num_classes
+    )
     rows = []
     for i, params in enumerate(archs, 1):
         row = profile(
@@ -57,9 +63,10 @@ def main(args: argparse.Namespace) -> int:
         )
         row["num_classes"] = num_classes
         rows.append(row)
-        log(
-            f"[{i}/{len(archs)}] {row['label']}: {row['params'] / 1e6:.3f} M params, {row['flops'] / 1e9:.3f} GFLOPs"
-        )
+        logger.info(
+            "[%d/%d] %s: %.3f M params, %.3f GFLOPs",
+            i, len(archs), row["label"], row["params"] / 1e6, row["flops"] / 1e9,
+        )  # fmt: skip
     if args.json:
         emit_json(rows)
         return 0

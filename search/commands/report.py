@@ -7,9 +7,12 @@ DIR/figures/*.png; ``--json`` prints the same tables as JSON on stdout.
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
-from search.cli import emit_json, log
+from search.cli import emit_json
+
+logger = logging.getLogger(__name__)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -22,14 +25,15 @@ def main(args: argparse.Namespace) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     out = Path(args.out).expanduser()
     with Store.open(args.db) as store:
-        log(f"report of study {args.study} from {store.masked_url}")
+        logger.info("report of study %s from %s", args.study, store.masked_url)
         report = build_report(store, args.study, out, metric=args.metric)
     write_report(report)
-    log(
-        f"wrote {out / 'report.md'}, {out / 'report.html'}, {len(report.tables)} tables, {len(report.figures)} figures"
-    )
+    logger.info(
+        "wrote %s, %s, %d tables, %d figures",
+        out / "report.md", out / "report.html", len(report.tables), len(report.figures),
+    )  # fmt: skip
     for item in report.missing:
-        log(f"missing: {item}")
+        logger.info("missing: %s", item)
     if args.json:
         emit_json(report.as_json())
     else:

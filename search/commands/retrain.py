@@ -8,15 +8,35 @@ the same study, linked to the original.
 from __future__ import annotations
 
 import argparse
+import logging
 import time
 from pathlib import Path
 
+from leukmodels.config import TrialConfig
 from leukmodels.errors import UserError
-from search.cli import emit_json, log
+from search.cli import emit_json
 from search.commands.run import options
 from search.runner import data_overrides
 from search.space_limits import checked_config
+from search.store.records import TrialRecord, TrialUpdate
 from search.store.store import Store
+
+logger = logging.getLogger(__name__)
+
+
+def retrain_config(original: TrialRecord, args: argparse.Namespace) -> TrialConfig:
+    """The stored configuration with the command line's data, epochs and checkpoint folder."""
+    if not original.config:
+        raise UserError(f"trial {args.trial_id} has no stored configuration to retrain")
+    config = checked_config(
+        original.config, f"the stored configuration of trial {args.trial_id} is invalid"
+    )
+    config.data = config.data.model_copy(update=data_overrides(options(args)))
+    if args.epochs:
+        config.params.epochs = args.epochs
+    out = args.out or f"runs/retrain-{args.trial_id}-{time.strftime('%Y%m%d-%H%M%S')}"
+    config.checkpoint_dir = str(Path(out).resolve())
+    return config
 
 
 def main(args: argparse.Namespace) -> int:
@@ -28,34 +48,23 @@ def main(args: argparse.Namespace) -> int:
             raise UserError(
                 f"no trial {args.trial_id} in {store.masked_url}; `leuksearch best --study NAME` lists trial ids"
             )
-        if not original.get("config"):
-            raise UserError(f"trial {args.trial_id} has no stored configuration to retrain")
-        config = checked_config(
-            original["config"], f"the stored configuration of trial {args.trial_id} is invalid"
-        )
-        config.data = config.data.model_copy(update=data_overrides(options(args)))
-        if args.epochs:
-            config.params.epochs = args.epochs
-        out = Path(
-            args.out or f"runs/retrain-{args.trial_id}-{time.strftime('%Y%m%d-%H%M%S')}"
-        ).resolve()
-        config.checkpoint_dir = str(out)
-        tune_id = f"retrain-{args.trial_id}-{int(time.time())}"
-        new_id = store.upsert_trial(
-            original["study_id"],
-            tune_id,
-            params=original["params"],
+        config = retrain_config(original, args)
+        update = TrialUpdate(
+            params=original.params,
             config=config.model_dump(mode="json"),
             kind="retrain",
             status="running",
             seed=config.params.seed,
             parent_trial_id=args.trial_id,
         )
-        log(f"retraining trial {args.trial_id} as trial {new_id}; checkpoint in {out}")
+        tune_id = f"retrain-{args.trial_id}-{int(time.time())}"
+        new_id = store.upsert_trial(original.study_id, tune_id, update)
+        logger.info(
+            "retraining trial %d as trial %d; checkpoint in %s",
+            args.trial_id, new_id, config.checkpoint_dir,
+        )  # fmt: skip
         try:
-            result = run_trial(
-                config, on_epoch=lambda row: store.record_epoch(new_id, row["epoch"], row), log=log
-            )
+            result = run_trial(config, on_epoch=lambda row: store.record_epoch(new_id, row))
         except BaseException as exc:
             status = "terminated" if isinstance(exc, KeyboardInterrupt) else "failed"
             store.finish_trial(
@@ -63,19 +72,19 @@ def main(args: argparse.Namespace) -> int:
             )
             raise
         store.record_result(new_id, result)
-    summary = {
-        "trial_id": new_id,
-        "retrained_from": args.trial_id,
-        "params": result["params"],
-        "test": result["test"],
-        "checkpoint_path": result["checkpoint_path"],
-        "timings": result["timings"],
-    }
     if args.json:
-        emit_json(summary)
+        emit_json(
+            {
+                "trial_id": new_id,
+                "retrained_from": args.trial_id,
+                **result.model_dump(
+                    mode="json", include={"params", "test", "checkpoint_path", "timings"}
+                ),
+            }
+        )
     else:
-        t = result["test"]
         print(
-            f"trial {new_id} (retrain of {args.trial_id}): test accuracy {t['accuracy']:.4f} f1 {t['f1']:.4f}; checkpoint {result['checkpoint_path']}"
+            f"trial {new_id} (retrain of {args.trial_id}): test accuracy {result.test.accuracy:.4f} "
+            f"f1 {result.test.f1:.4f}; checkpoint {result.checkpoint_path}"
         )
     return 0

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import time
 from pathlib import Path
 
-from search.cli import emit_json, log
+from search.cli import emit_json
+
+logger = logging.getLogger(__name__)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -27,7 +30,10 @@ def main(args: argparse.Namespace) -> int:
         fmt=args.format,
     )
     seconds = time.perf_counter() - t
-    log(f"wrote {args.n} images ({args.classes} classes, {args.size}px) to {out} in {seconds:.1f}s")
+    logger.info(
+        "wrote %d images (%d classes, %dpx) to %s in %.1fs",
+        args.n, args.classes, args.size, out, seconds,
+    )  # fmt: skip
     if args.json:
         emit_json(
             {

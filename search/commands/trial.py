@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from typing import Any
 
 from leukmodels.config import TrialConfig
 from leukmodels.errors import UserError
-from search.cli import emit_json, log
+from search.cli import emit_json
 from search.commands.run import options
 from search.runner import data_overrides
 from search.space import Space, load_space
+
+logger = logging.getLogger(__name__)
 
 
 def parse_params(text: str | None) -> dict[str, Any]:
@@ -47,20 +50,21 @@ def main(args: argparse.Namespace) -> int:
         config.params.epochs = args.epochs
     if args.out:
         config.checkpoint_dir = args.out
-    log(
-        f"trial: {space.study} on {config.data.dataset}: "
-        + json.dumps(
-            {k: v for k, v in config.params.model_dump().items() if k in space.factors}, default=str
-        )
+    shown = {k: v for k, v in config.params.model_dump().items() if k in space.factors}
+    logger.info(
+        "trial: %s on %s: %s", space.study, config.data.dataset, json.dumps(shown, default=str)
     )
-    result = run_trial(config, log=log)
+    result = run_trial(config)
     if args.json:
-        emit_json(result)
+        emit_json(result.model_dump(mode="json"))
     else:
-        t = result["test"]
+        t = result.test
         print(
-            f"test accuracy {t['accuracy']:.4f}  f1 {t['f1']:.4f}  kappa {t['kappa']:.4f}  "
-            f"auc {t['auc'] if t.get('auc') is None else format(t['auc'], '.4f')}  "
-            f"({result['timings']['total_s']:.1f}s)"
+            f"test accuracy {t.accuracy:.4f}  f1 {t.f1:.4f}  kappa {_num(t.kappa)}  "
+            f"auc {_num(t.auc)}  ({result.timings.total_s:.1f}s)"
         )
     return 0
+
+
+def _num(value: float | None) -> str:
+    return "None" if value is None else f"{value:.4f}"

@@ -139,8 +139,8 @@ class _Builder:
             section()
         body, self.blocks = self.blocks, []
         self.add("h1", f"Study {facts['study']}: ablation report")
-        if self.data.study.get("description"):
-            self.add("p", str(self.data.study["description"]).strip())
+        if self.data.study.description:
+            self.add("p", self.data.study.description.strip())
         self.add("list", items=[f"{k}: {v}" for k, v in facts.items()])
         self.add("h2", "What is missing")
         self.add("list", items=self.missing or ["nothing: every table has what it needs."])
@@ -214,7 +214,7 @@ class _Builder:
                 tid = int(best["trial_id"])
                 curves[f"{lv.label} (trial {tid})"] = epochs_frame(self.store, tid)
         if curves:
-            val = self.data.study.get("metric") or "val_f1"
+            val = self.data.study.metric or "val_f1"
             path = figures.learning_curves(curves, val, factor, self.fig_path(f"curves_{factor}"))
             self.figure(
                 path, f"{factor}: {val} and training loss per epoch of each level's best run"

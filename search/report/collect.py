@@ -18,6 +18,7 @@ import pandas as pd
 
 from leukmodels.sites import ARCH_FIELDS
 from search.space import Space, load_space
+from search.store.records import ResultRecord, StudyInfo, TrialRecord
 from search.store.schema import SEARCH_KINDS
 from search.store.store import Store
 
@@ -32,7 +33,7 @@ STAT_KINDS = SEARCH_KINDS  # retrain runs repeat a stored trial: never counted t
 class StudyData:
     """Everything a report reads from the store for one study."""
 
-    study: dict[str, Any]
+    study: StudyInfo
     space: Space
     trials: pd.DataFrame
 
@@ -45,10 +46,8 @@ def point_key(space: Space, point: dict[str, Any]) -> str:
 def load_study(store: Store, name: str) -> StudyData:
     """The study ``name`` (UserError listing the known ones if absent), its space and trials."""
     study = store.require_study(name)
-    space = load_space(
-        study.get("space_path") or "space.yaml", study.get("profile"), text=study["space_yaml"]
-    )
-    rows = [_trial_row(space, t) for t in store.trials(study["id"])]
+    space = load_space(study.space_path or "space.yaml", study.profile, text=study.space_yaml)
+    rows = [_trial_row(space, t) for t in store.trials(study.id)]
     frame = pd.DataFrame(rows, columns=_COLUMNS)
     frame["full"] = frame["full"].astype(bool)  # a boolean mask even with no trials
     return StudyData(study=study, space=space, trials=frame)
@@ -90,45 +89,58 @@ def _pct(value: Any) -> float:
     return math.nan
 
 
-def _trial_row(space: Space, t: dict[str, Any]) -> dict[str, Any]:
-    config = t.get("config") or {}
+def _trial_row(space: Space, t: TrialRecord) -> dict[str, Any]:
+    config = t.config or {}
     split = (config.get("data") or {}).get("split") or {}
     tparams = config.get("params") or {}
     fold = split.get("fold") if split.get("kind") == "kfold" else None
-    point = dict(t.get("params") or {})
-    result = t.get("result") or {}
-    metrics = result.get("metrics") or {}
-    profile = result.get("profile") or {}
+    point = dict(t.params or {})
     row: dict[str, Any] = {
-        "trial_id": t["trial_id"],
-        "optuna_number": t.get("optuna_number"),
-        "kind": t.get("kind"),
-        "status": t.get("status"),
-        "fidelity": t.get("fidelity"),
-        "epochs_done": t.get("epochs_done"),
+        "trial_id": t.trial_id,
+        "optuna_number": t.optuna_number,
+        "kind": t.kind,
+        "status": t.status,
+        "fidelity": t.fidelity,
+        "epochs_done": t.epochs_done,
         "epochs_planned": tparams.get("epochs"),
-        "seed": t.get("seed"),
-        "repeat": t.get("repeat"),
+        "seed": t.seed,
+        "repeat": t.repeat,
         "fold": fold,
-        "pair": f"seed={t.get('seed')},fold={fold}",
+        "pair": f"seed={t.seed},fold={fold}",
         "point": point,
         "key": point_key(space, point),
         "arch": json.dumps({f: tparams.get(f) for f in ARCH_FIELDS}, sort_keys=True),
-        "full": t.get("status") == "completed"
-        and t.get("fidelity") == "full"
-        and t.get("kind") in STAT_KINDS
-        and bool(result),
-        "params_count": result.get("params_count"),
-        "flops": result.get("flops"),
-        "latency_ms": result.get("latency_ms"),
-        "size_mb": profile.get("size_mb"),
-        "confusion": result.get("confusion"),
-        "class_names": metrics.get("class_names") or (result.get("extra") or {}).get("class_names"),
-        "noise": result.get("noise") or None,
+        "full": t.status == "completed"
+        and t.fidelity == "full"
+        and t.kind in STAT_KINDS
+        and t.result is not None,
         "data": config.get("data"),
     }
+    row.update(_result_columns(t.result))
+    return row
+
+
+def _result_columns(result: ResultRecord | None) -> dict[str, Any]:
+    """Cost, confusion, noise and the test metrics (percent) of a trial's result."""
+    if result is None:
+        empty = ("params_count", "flops", "latency_ms", "size_mb", "confusion", "class_names")
+        return {**dict.fromkeys(empty), "noise": None} | {
+            m: math.nan for m in (*METRICS, *EXTRA_METRICS)
+        }
+    row: dict[str, Any] = {
+        "params_count": result.params_count,
+        "flops": result.flops,
+        "latency_ms": result.latency_ms,
+        "size_mb": result.profile.size_mb if result.profile else None,
+        "confusion": result.confusion,
+        "class_names": result.class_names,
+        "noise": result.noise or None,
+    }
     for m in (*METRICS, *EXTRA_METRICS):
-        row[m] = _pct(result.get(m, metrics.get(m)))
+        value = getattr(result, m, None)
+        if value is None and result.metrics is not None:
+            value = getattr(result.metrics, m, None)
+        row[m] = _pct(value)
     return row
 
 
@@ -136,7 +148,7 @@ def epochs_frame(store: Store, trial_id: int) -> pd.DataFrame:
     """A trial's epochs, one row each, with the stored metrics as columns."""
     rows = []
     for e in store.epochs(trial_id):
-        row = {"epoch": e["epoch"], **(e.get("metrics") or {})}
-        row.update({k: v for k, v in e.items() if k not in ("metrics", "recorded_at", "trial_id")})
+        row = {"epoch": e.epoch, **e.metrics}
+        row.update(e.model_dump(exclude={"metrics", "recorded_at", "trial_id"}))
         rows.append(row)
     return pd.DataFrame(rows)

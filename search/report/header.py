@@ -69,7 +69,7 @@ def header_facts(data: StudyData) -> dict[str, Any]:
     """The header's facts, in reading order."""
     s, sp, t = data.study, data.space, data.trials
     spec = data_spec(data)
-    dataset = str(s.get("dataset") or spec.dataset)
+    dataset = str(s.dataset or spec.dataset)
     if dataset == "synthetic":
         dataset += (
             f" (generated smears: {spec.n} images, {spec.classes} classes, "
@@ -80,18 +80,18 @@ def header_facts(data: StudyData) -> dict[str, Any]:
     counts: pd.Series = t.groupby(["kind", "status"]).size()
     trials = ", ".join(f"{n} {kind} {status}" for (kind, status), n in counts.items())
     return {
-        "study": s["name"],
-        "status": s.get("status"),
-        "space": f"{s.get('space_path')} (profile {s.get('profile') or 'none'})",
+        "study": s.name,
+        "status": s.status,
+        "space": f"{s.space_path} (profile {s.profile or 'none'})",
         "dataset": dataset,
         "image size": f"{spec.image_size} px",
         "split protocol": protocol_text(spec, data),
         "fidelity": fidelity_text(data),
         "trials": f"{len(t)} ({trials or 'none'})",
-        "search": f"{sp.search.algorithm}, metric {s.get('metric')} ({s.get('mode')}), "
+        "search": f"{sp.search.algorithm}, metric {s.metric} ({s.mode}), "
         f"{sp.search.repeats} repeat(s) per ablation point",
         "statistics on": FULL_DEFINITION,
         "units": UNITS,
-        "code version": s.get("code_version"),
+        "code version": s.code_version,
         "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }

@@ -39,7 +39,7 @@ def distributions(space: Space) -> dict[str, BaseDistribution]:
 def metric_study(data: StudyData, metric: str) -> optuna.Study:
     """An in-memory study of the fully trained trials with ``metric`` as the objective."""
     dists = distributions(data.space)
-    study = optuna.create_study(direction="maximize", study_name=f"{data.study['name']}:{metric}")
+    study = optuna.create_study(direction="maximize", study_name=f"{data.study.name}:{metric}")
     t = data.trials
     for _, row in t[t["full"]].iterrows():
         value = row[metric]

@@ -50,9 +50,9 @@ def protocol_names(data: StudyData, point: dict[str, Any]) -> set[str]:
 
 def run_dataset(data: StudyData, point: dict[str, Any] | None) -> str:
     """The dataset this point's runs used: the command line's --data, else its protocol's."""
-    overrides = (data.study.get("config") or {}).get("overrides") or {}
+    overrides = (data.study.config or {}).get("overrides") or {}
     if "dataset" in overrides or point is None:
-        return str(overrides.get("dataset") or data.study.get("dataset") or data.space.data.dataset)
+        return str(overrides.get("dataset") or data.study.dataset or data.space.data.dataset)
     return data.space.trial_config(point).data.dataset
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from leukmodels.results import EvalMetrics
 from search.report.collect import StudyData
 
 NOISE_METRICS = ("accuracy", "precision", "recall", "f1", "auc", "balanced_accuracy")
@@ -76,7 +77,7 @@ def noise_table(data: StudyData, keys: list[tuple[str, str]]) -> pd.DataFrame:
         sel = t[t["key"] == key]
         if sel.empty:
             continue
-        per_sigma: dict[float, list[dict[str, Any]]] = {}
+        per_sigma: dict[float, list[EvalMetrics]] = {}
         for noise in sel["noise"]:
             for sigma, metrics in noise.items():
                 per_sigma.setdefault(float(sigma), []).append(metrics)
@@ -84,7 +85,8 @@ def noise_table(data: StudyData, keys: list[tuple[str, str]]) -> pd.DataFrame:
             items = per_sigma[sigma]
             row: dict[str, Any] = {"config": label, "sigma": sigma, "n": len(items)}
             for m in NOISE_METRICS:
-                vals = [100.0 * v[m] for v in items if isinstance(v.get(m), (int, float))]
+                values = [getattr(v, m) for v in items]
+                vals = [100.0 * x for x in values if isinstance(x, (int, float))]
                 row[m] = sum(vals) / len(vals) if vals else math.nan
             rows.append(row)
     return pd.DataFrame(rows, columns=cols)

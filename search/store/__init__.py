@@ -1,5 +1,6 @@
 """The results store: one database URL (SQLite file or PostgreSQL), our ``ls_*`` tables
-beside Optuna's, versioned migrations, idempotent writes and plain-dict queries."""
+beside Optuna's, versioned migrations, idempotent writes, typed records in and out
+(:mod:`search.store.records`)."""
 
 from search.store.jsonable import to_jsonable
 from search.store.migrations import LATEST_VERSION, migrate, schema_version

@@ -1,4 +1,4 @@
-"""Read queries over the ``ls_*`` tables, returning plain JSON-serialisable dicts."""
+"""Read queries over the ``ls_*`` tables: study rows as dicts, trials and epochs as records."""
 
 from __future__ import annotations
 
@@ -10,10 +10,8 @@ from sqlalchemy.engine import Connection
 
 from leukmodels.errors import UserError
 from search.store import schema
+from search.store.records import EpochRecord, TrialRecord
 from search.store.rows import row_dict
-
-# Bulky columns left out of study listings (``study(name)`` has them).
-_STUDY_LISTING_EXCLUDE = ("space_yaml", "config")
 
 
 def check_status(status: str, allowed: Iterable[str], what: str) -> str:
@@ -62,11 +60,6 @@ def study_rows(conn: Connection, name: str | None = None) -> list[dict[str, Any]
     return [row_dict(row) for row in conn.execute(stmt)]
 
 
-def listing(study: dict[str, Any]) -> dict[str, Any]:
-    """A study dict without its bulky columns."""
-    return {k: v for k, v in study.items() if k not in _STUDY_LISTING_EXCLUDE}
-
-
 def results_by_trial(conn: Connection, trial_ids: list[int]) -> dict[int, dict[str, Any]]:
     """Result rows keyed by trial id (without their own ids)."""
     t = schema.results
@@ -80,36 +73,38 @@ def results_by_trial(conn: Connection, trial_ids: list[int]) -> dict[int, dict[s
 
 def trial_rows(
     conn: Connection, study_id: int, statuses: tuple[str, ...] | None = None
-) -> list[dict[str, Any]]:
-    """Trials of a study, oldest first, each with ``result`` (dict or None)."""
+) -> list[TrialRecord]:
+    """Trials of a study, oldest first, each with its ``result`` (or None)."""
     t = schema.trials
     stmt = select(t).where(t.c.study_id == study_id).order_by(t.c.id)
     if statuses is not None:
         stmt = stmt.where(t.c.status.in_(statuses))
     items = [_trial_dict(row) for row in conn.execute(stmt)]
     results = results_by_trial(conn, [item["trial_id"] for item in items])
-    for item in items:
-        item["result"] = results.get(item["trial_id"])
-    return items
+    return [
+        TrialRecord.model_validate({**item, "result": results.get(item["trial_id"])})
+        for item in items
+    ]
 
 
-def trial_row(conn: Connection, trial_id: int) -> dict[str, Any] | None:
-    """One trial with ``result`` and ``epochs``, or None."""
+def trial_row(conn: Connection, trial_id: int) -> TrialRecord | None:
+    """One trial with its ``result`` and ``epochs``, or None."""
     t = schema.trials
     row = conn.execute(select(t).where(t.c.id == trial_id)).first()
     if row is None:
         return None
     item = _trial_dict(row)
     item["result"] = results_by_trial(conn, [trial_id]).get(trial_id)
-    item["epochs"] = epoch_rows(conn, trial_id)
-    return item
+    record = TrialRecord.model_validate(item)
+    record.epochs = epoch_rows(conn, trial_id)
+    return record
 
 
-def epoch_rows(conn: Connection, trial_id: int) -> list[dict[str, Any]]:
+def epoch_rows(conn: Connection, trial_id: int) -> list[EpochRecord]:
     """The epochs of one trial in epoch order."""
     t = schema.epochs
     stmt = select(t).where(t.c.trial_id == trial_id).order_by(t.c.epoch)
-    return [row_dict(row, exclude=("id",)) for row in conn.execute(stmt)]
+    return [EpochRecord.model_validate(row_dict(row)) for row in conn.execute(stmt)]
 
 
 def _trial_dict(row: Any) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from leukmodels.errors import UserError
 from search.store import schema
 from search.store.jsonable import as_float
 from search.store.queries import results_by_trial, study_rows, unknown_study
+from search.store.records import RankedTrial
 
 _EPOCH_PREFIXES = ("val_", "train_")
 
@@ -111,7 +112,7 @@ def best_trials(
     metric: str | None = None,
     mode: str | None = None,
     top: int | None = 5,
-) -> list[dict[str, Any]]:
+) -> list[RankedTrial]:
     """The ``top`` completed trials of a study, best first (see ``Store.best``)."""
     found = study_rows(conn, study_name)
     if not found:
@@ -145,15 +146,15 @@ def best_trials(
     }
     results = results_by_trial(conn, ids)
     return [
-        {
-            "trial_id": tid,
-            "tune_trial_id": rows[tid].tune_trial_id,
-            "kind": rows[tid].kind,
-            "params": rows[tid].params or {},
-            "metrics": (results.get(tid) or {}).get("metrics") or {},
-            "value": value,
-            "metric": metric,
-            "mode": mode,
-        }
+        RankedTrial(
+            trial_id=tid,
+            tune_trial_id=rows[tid].tune_trial_id,
+            kind=rows[tid].kind,
+            params=rows[tid].params or {},
+            metrics=(results.get(tid) or {}).get("metrics") or {},
+            value=value,
+            metric=metric,
+            mode=mode,
+        )
         for tid, value in ranked
     ]

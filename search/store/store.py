@@ -1,13 +1,15 @@
 """The results store: studies, trials, epochs and test results in SQLite or PostgreSQL.
 
 Every write is idempotent (delivering the same report twice never makes two rows), so a
-driver-side Tune callback can write each epoch and trial end as it comes. Reads return
-plain dicts and lists (JSON-serialisable, timestamps as ISO strings in UTC).
+driver-side Tune callback can write each epoch and trial end as it comes. Writes take and
+reads return the records of :mod:`search.store.records` (timestamps as ISO strings in UTC);
+a trial's result is the training loop's :class:`~leukmodels.results.TrialResult`, stored
+as it is.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
@@ -17,6 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from leukmodels.errors import UserError
+from leukmodels.results import EpochRow, TrialResult
 from search.store import queries, ranking, schema
 from search.store.engine import (
     DEFAULT_CONNECT_TIMEOUT_S,
@@ -25,13 +28,21 @@ from search.store.engine import (
     create_store_engine,
     describe_db_error,
 )
-from search.store.jsonable import as_float, as_int, to_jsonable
+from search.store.jsonable import as_float, to_jsonable
 from search.store.migrations import migrate, schema_version
+from search.store.records import (
+    EpochRecord,
+    RankedTrial,
+    StudyInfo,
+    StudyRecord,
+    TrialRecord,
+    TrialUpdate,
+)
 from search.store.rows import as_utc, utcnow
 from search.store.url import mask_url, optuna_url, resolve_url
 
-RESULT_KEYS = ("test", "noise", "profile", "timings", "checkpoint_path")
-_NOT_EXTRA = ("epochs", "params")  # already in ls_epochs and ls_trials
+_NOT_EXTRA = {"test", "noise", "profile", "timings", "checkpoint_path", "epochs", "params", "data"}
+"""TrialResult fields with columns of their own (or in ls_epochs / ls_trials.config)."""
 
 
 class Store:
@@ -103,42 +114,20 @@ class Store:
 
     # -- studies -----------------------------------------------------------------------
 
-    def ensure_study(
-        self,
-        name: str,
-        *,
-        space_yaml: str,
-        space_hash: str,
-        space_path: str | None,
-        profile: str | None,
-        dataset: str | None,
-        metric: str,
-        mode: str,
-        code_version: str | None,
-        storage_path: str | None = None,
-        description: str = "",
-        config: Mapping[str, Any] | None = None,
-    ) -> int:
-        """The id of study ``name``, created if new; a different space is a UserError."""
-        ranking.check_mode(mode)
+    def ensure_study(self, study: StudyRecord) -> int:
+        """The id of study ``study.name``, created if new; a different space is a UserError.
+
+        An existing study keeps its columns, except a missing ``storage_path``, which is set.
+        """
+        ranking.check_mode(study.mode)
         t = schema.studies
         now = utcnow()
         values = {
-            "name": name,
-            "description": description or "",
-            "space_yaml": space_yaml,
-            "space_hash": space_hash,
-            "space_path": None if space_path is None else str(space_path),
-            "profile": profile,
-            "dataset": None if dataset is None else str(dataset),
-            "metric": metric,
-            "mode": mode,
-            "code_version": code_version,
-            "storage_path": None if storage_path is None else str(storage_path),
+            **study.model_dump(),
+            "config": to_jsonable(study.config) if study.config is not None else None,
             "status": "running",
             "created_at": now,
             "updated_at": now,
-            "config": to_jsonable(config) if config is not None else None,
         }
         with begin_write(self.engine) as conn:
             stmt = (
@@ -149,20 +138,20 @@ class Store:
             conn.execute(stmt)
             row = conn.execute(
                 select(t.c.id, t.c.space_hash, t.c.space_path, t.c.storage_path).where(
-                    t.c.name == name
+                    t.c.name == study.name
                 )
             ).one()
-            if row.space_hash != space_hash:
+            if row.space_hash != study.space_hash:
                 where = f" (from {row.space_path})" if row.space_path else ""
                 raise UserError(
-                    f"study {name!r} already exists in {self.masked_url} with a different "
+                    f"study {study.name!r} already exists in {self.masked_url} with a different "
                     f"search space{where}; pick another --study or use the same file."
                 )
-            if storage_path is not None and row.storage_path is None:
+            if study.storage_path is not None and row.storage_path is None:
                 conn.execute(
                     t.update()
                     .where(t.c.id == row.id)
-                    .values(storage_path=str(storage_path), updated_at=now)
+                    .values(storage_path=study.storage_path, updated_at=now)
                 )
             return int(row.id)
 
@@ -183,43 +172,21 @@ class Store:
     # -- trials ------------------------------------------------------------------------
 
     def upsert_trial(
-        self,
-        study_id: int,
-        tune_trial_id: str,
-        *,
-        params: Mapping[str, Any] | None,
-        config: Mapping[str, Any] | None,
-        kind: str | None = "explore",
-        status: str | None = "running",
-        node: str | None = None,
-        seed: int | None = None,
-        split_hash: str | None = None,
-        optuna_number: int | None = None,
-        parent_trial_id: int | None = None,
-        repeat: int | None = 0,
+        self, study_id: int, tune_trial_id: str, update: TrialUpdate | None = None
     ) -> int:
         """Insert the trial or update the same row; returns its id (the user's trial_id).
 
-        Arguments given as None leave stored values alone. Moving a finished trial back
-        to pending or running (Tune restarting it) clears its end time and error.
+        Fields of ``update`` left None leave stored values alone. Moving a finished trial
+        back to pending or running (Tune restarting it) clears its end time and error.
         """
+        update = update or TrialUpdate()
+        status, kind = update.status, update.kind
         if status is not None:
             queries.check_status(status, schema.TRIAL_STATUSES, "trial")
         if kind is not None and kind not in schema.TRIAL_KINDS:
             raise ValueError(f"unknown trial kind {kind!r}; expected one of {schema.TRIAL_KINDS}")
-        given = {
-            "params": None if params is None else to_jsonable(params),
-            "config": None if config is None else to_jsonable(config),
-            "kind": kind,
-            "status": status,
-            "node": node,
-            "seed": seed,
-            "split_hash": split_hash,
-            "optuna_number": optuna_number,
-            "parent_trial_id": parent_trial_id,
-            "repeat": repeat,
-        }
-        given = {k: v for k, v in given.items() if v is not None}
+        given = to_jsonable(update.model_dump(exclude_none=True))
+        parent_trial_id = update.parent_trial_id
         t = schema.trials
         key = (t.c.study_id == study_id) & (t.c.tune_trial_id == str(tune_trial_id))
         now = utcnow()
@@ -267,13 +234,13 @@ class Store:
                 conn.execute(t.update().where(t.c.id == row.id).values(changes))
             return int(row.id)
 
-    def record_epoch(self, trial_id: int, epoch: int, metrics: Mapping[str, Any]) -> None:
-        """Store one epoch's metrics; the same (trial, epoch) again updates the row
+    def record_epoch(self, trial_id: int, row: EpochRow) -> None:
+        """Store one epoch; the same (trial, epoch) again updates the row
         (``recorded_at`` keeps the first delivery's time)."""
-        plain = to_jsonable(dict(metrics))
+        plain = to_jsonable(row.metrics())
         values: dict[str, Any] = {
             "trial_id": trial_id,
-            "epoch": int(epoch),
+            "epoch": row.epoch,
             "metrics": plain,
             "recorded_at": utcnow(),
         }
@@ -298,24 +265,45 @@ class Store:
         status: str,
         *,
         error: str | None = None,
-        result: Mapping[str, Any] | None = None,
+        epochs_done: int | None = None,
+        fidelity: str | None = None,
+    ) -> None:
+        """End a trial without a test result (pruned, failed, terminated; see
+        :meth:`record_result` for a completed one). Repeating the same call changes
+        nothing. A failed trial keeps an earlier error when none is given; other statuses
+        clear it unless one is given."""
+        self._finish(trial_id, status, error=error, epochs_done=epochs_done, fidelity=fidelity)
+
+    def record_result(self, trial_id: int, result: TrialResult) -> None:
+        """Complete a fully trained trial with its result, stored as it is.
+
+        Epochs done, split hash and duration come from the result itself.
+        """
+        self._finish(
+            trial_id,
+            "completed",
+            result=_result_values(result),
+            epochs_done=result.epochs_done,
+            fidelity="full",
+            split_hash=result.split.hash,
+            duration_s=result.timings.total_s,
+        )
+
+    def _finish(
+        self,
+        trial_id: int,
+        status: str,
+        *,
+        error: str | None = None,
+        result: dict[str, Any] | None = None,
         epochs_done: int | None = None,
         fidelity: str | None = None,
         duration_s: float | None = None,
         split_hash: str | None = None,
     ) -> None:
-        """End a trial (completed, pruned, failed, terminated), with its test result if any.
-
-        ``result`` holds "test" (the test metric dict), optionally "noise" ({sigma:
-        metrics}), "profile" ({params, flops, macs, latency_ms, ...}), "timings" and
-        "checkpoint_path"; other keys go to the result's ``extra``. Repeating the same
-        call changes nothing. A failed trial keeps an earlier error
-        when none is given; other statuses clear it unless one is given.
-        """
         queries.check_status(status, schema.TRIAL_STATUSES, "trial")
         if fidelity is not None and fidelity not in schema.FIDELITIES:
             raise ValueError(f"unknown fidelity {fidelity!r}; expected one of {schema.FIDELITIES}")
-        result_values = _result_values(result) if result is not None else None
         t = schema.trials
         now = utcnow()
         with begin_write(self.engine) as conn:
@@ -341,60 +329,43 @@ class Store:
                 if value is not None:
                     changes[name] = value
             conn.execute(t.update().where(t.c.id == trial_id).values(changes))
-            if result_values is not None:
+            if result is not None:
                 r = schema.results
-                stmt = self._insert(conn, r).values(trial_id=trial_id, **result_values)
+                stmt = self._insert(conn, r).values(trial_id=trial_id, **result)
                 stmt = stmt.on_conflict_do_update(
                     index_elements=[r.c.trial_id],
-                    set_={
-                        name: stmt.excluded[name] for name in result_values if name != "recorded_at"
-                    },
+                    set_={name: stmt.excluded[name] for name in result if name != "recorded_at"},
                 )
                 conn.execute(stmt)
 
-    def record_result(self, trial_id: int, result: Mapping[str, Any]) -> None:
-        """Finish a fully trained trial from a ``leukmodels.train.run_trial`` result.
-
-        Epochs done, split hash and duration are read from the result itself.
-        """
-        epochs_done = result.get("epochs_done", len(result.get("epochs") or []))
-        self.finish_trial(
-            trial_id,
-            "completed",
-            result=result,
-            epochs_done=epochs_done,
-            fidelity="full",
-            split_hash=(result.get("split") or {}).get("hash"),
-            duration_s=(result.get("timings") or {}).get("total_s"),
-        )
-
     # -- queries -----------------------------------------------------------------------
 
-    def studies(self) -> list[dict[str, Any]]:
-        """Every study (without its space text and config), with ``counts`` per trial
-        status, ``n_trials``, ``best_value`` and ``best_trial_id``."""
+    def studies(self) -> list[StudyInfo]:
+        """Every study with its trial ``counts`` per status, ``n_trials``, ``best_value``
+        and ``best_trial_id``."""
         with self.engine.connect() as conn:
-            items = [queries.listing(s) for s in queries.study_rows(conn)]
-            return [self._with_summary(conn, item) for item in items]
+            return [self._with_summary(conn, s) for s in queries.study_rows(conn)]
 
-    def study(self, name: str) -> dict[str, Any] | None:
-        """One study with every column and the same summary as :meth:`studies`, or None."""
+    def study(self, name: str) -> StudyInfo | None:
+        """One study with the same summary as :meth:`studies`, or None."""
         with self.engine.connect() as conn:
             found = queries.study_rows(conn, name)
             return self._with_summary(conn, found[0]) if found else None
 
-    def _with_summary(self, conn: Connection, study: dict[str, Any]) -> dict[str, Any]:
+    def _with_summary(self, conn: Connection, study: dict[str, Any]) -> StudyInfo:
         counts = queries.status_counts(conn, [study["id"]])[study["id"]]
         best = ranking.best_value(conn, study)
-        return {
-            **study,
-            "counts": counts,
-            "n_trials": sum(counts.values()),
-            "best_value": best[1] if best else None,
-            "best_trial_id": best[0] if best else None,
-        }
+        return StudyInfo.model_validate(
+            {
+                **study,
+                "counts": counts,
+                "n_trials": sum(counts.values()),
+                "best_value": best[1] if best else None,
+                "best_trial_id": best[0] if best else None,
+            }
+        )
 
-    def require_study(self, name: str) -> dict[str, Any]:
+    def require_study(self, name: str) -> StudyInfo:
         """Like :meth:`study`, but an unknown name is a UserError listing the known ones."""
         found = self.study(name)
         if found is None:
@@ -402,11 +373,9 @@ class Store:
                 raise queries.unknown_study(conn, name)
         return found
 
-    def trials(
-        self, study_id: int, status: str | Iterable[str] | None = None
-    ) -> list[dict[str, Any]]:
-        """A study's trials, oldest first, each with ``result`` (None if none), optionally
-        only those in ``status`` (one status or several)."""
+    def trials(self, study_id: int, status: str | Iterable[str] | None = None) -> list[TrialRecord]:
+        """A study's trials, oldest first, each with its ``result`` (None if none),
+        optionally only those in ``status`` (one status or several)."""
         statuses: tuple[str, ...] | None = None
         if status is not None:
             statuses = (status,) if isinstance(status, str) else tuple(status)
@@ -415,12 +384,12 @@ class Store:
         with self.engine.connect() as conn:
             return queries.trial_rows(conn, study_id, statuses)
 
-    def trial(self, trial_id: int) -> dict[str, Any] | None:
+    def trial(self, trial_id: int) -> TrialRecord | None:
         """One trial with its ``result`` and ``epochs``, or None."""
         with self.engine.connect() as conn:
             return queries.trial_row(conn, trial_id)
 
-    def epochs(self, trial_id: int) -> list[dict[str, Any]]:
+    def epochs(self, trial_id: int) -> list[EpochRecord]:
         """A trial's epochs in order: epoch, metrics, the typed columns, recorded_at."""
         with self.engine.connect() as conn:
             return queries.epoch_rows(conn, trial_id)
@@ -431,41 +400,34 @@ class Store:
         metric: str | None = None,
         mode: str | None = None,
         top: int | None = 5,
-    ) -> list[dict[str, Any]]:
+    ) -> list[RankedTrial]:
         """The best completed trials of a study, best first.
 
         ``metric`` (default: the study's) is a test metric (``f1`` or ``test_f1``) or an
-        epoch metric (``val_f1``: the trial's best epoch per ``mode``). Each item has
-        trial_id, tune_trial_id, kind, params, metrics (the test metrics), value, metric, mode.
+        epoch metric (``val_f1``: the trial's best epoch per ``mode``).
         """
         with self.engine.connect() as conn:
             return ranking.best_trials(conn, study_name, metric, mode, top)
 
 
-def _result_values(result: Mapping[str, Any]) -> dict[str, Any]:
-    """The ls_results columns for a ``finish_trial`` result dict.
-
-    Keys other than test, noise, profile, timings and checkpoint_path (a trainer's
-    best_epoch, split, data_report, ...) are kept in ``extra``; ``epochs`` and ``params``
-    are left out there, as ls_epochs and ls_trials hold them.
-    """
-    test = to_jsonable(dict(result.get("test") or {}))
-    profile = to_jsonable(dict(result.get("profile") or {}))
-    extra = {k: v for k, v in result.items() if k not in (*RESULT_KEYS, *_NOT_EXTRA)}
+def _result_values(result: TrialResult) -> dict[str, Any]:
+    """The ls_results columns of a result; what has no column of its own goes to ``extra``."""
+    test = to_jsonable(result.test)
+    profile = to_jsonable(result.profile)
+    extra = to_jsonable(result.model_dump(exclude=_NOT_EXTRA))
+    extra["epochs_done"] = result.epochs_done
     values: dict[str, Any] = {
         "metrics": test,
-        "confusion": test.get("confusion"),
-        "noise": to_jsonable(result.get("noise")),
-        "params_count": as_int(profile.get("params", profile.get("params_count"))),
-        "flops": as_int(profile.get("flops")),
-        "macs": as_int(profile.get("macs")),
-        "latency_ms": as_float(profile.get("latency_ms")),
-        "timings": to_jsonable(result.get("timings")),
-        "profile": profile or None,
-        "extra": to_jsonable(extra) if extra else None,
-        "checkpoint_path": (
-            None if result.get("checkpoint_path") is None else str(result["checkpoint_path"])
-        ),
+        "confusion": test["confusion"],
+        "noise": to_jsonable(result.noise),
+        "params_count": profile["params"],
+        "flops": profile["flops"],
+        "macs": profile["macs"],
+        "latency_ms": as_float(profile["latency_ms"]),
+        "timings": to_jsonable(result.timings),
+        "profile": profile,
+        "extra": extra,
+        "checkpoint_path": result.checkpoint_path,
         "recorded_at": utcnow(),
     }
     values.update({name: as_float(test.get(name)) for name in schema.RESULT_METRIC_COLUMNS})

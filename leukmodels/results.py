@@ -1,0 +1,198 @@
+"""What one training run hands back: :class:`TrialResult` and its typed parts.
+
+:func:`leukmodels.train.run_trial` returns a TrialResult; the search service sends it to
+the driver as JSON once (``model_dump_json`` / ``model_validate_json``, NaN kept) and the
+store keeps it as it is. Unknown keys are errors, so a metric added in one place and
+forgotten in another fails in the tests, not silently in a study. A field added later
+needs a default, so that results stored before it still load.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from leukmodels.config import DataSpec, TrialParams
+
+
+def _unset(value: Any) -> bool:
+    """Optional parts a trial may lack are left out of its JSON, not written as null."""
+    return value is None
+
+
+class Record(BaseModel):
+    """Strict, JSON round-trippable (NaN and infinities survive the trip to the driver)."""
+
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="constants")
+
+
+class ClassMetrics(Record):
+    """One class against the rest (see :mod:`leukmodels.metrics`)."""
+
+    precision: float
+    recall: float
+    specificity: float
+    f1: float
+    npv: float
+    support: int
+    auc: float | None = None
+
+
+class BinaryMetrics(ClassMetrics):
+    """The positive class's one-vs-rest metrics."""
+
+    positive: str
+
+
+class EvalMetrics(Record):
+    """One evaluation, as :func:`leukmodels.metrics.classification_metrics` computes it.
+
+    Fractions in [0, 1] (kappa and MCC in [-1, 1]); None where a value is undefined.
+    """
+
+    accuracy: float
+    precision: float
+    recall: float
+    specificity: float
+    f1: float
+    npv: float
+    per_class: dict[str, ClassMetrics]
+    kappa: float | None
+    mcc: float | None
+    balanced_accuracy: float | None
+    confusion: list[list[int]]
+    n: int
+    class_names: list[str]
+    auc: float | None
+    auc_reason: str | None = None
+    binary: BinaryMetrics | None = None
+
+
+class TestMetrics(EvalMetrics):
+    """The test split's metrics, with the share of uncertain predictions (paper 003)."""
+
+    __test__ = False  # not a pytest test class
+
+    uncertain_fraction: float | None = None
+
+
+class EpochRow(Record):
+    """One epoch: what Tune sees, the store's ``ls_epochs`` row and a curve point.
+
+    The validation values are absent without a validation split, except the monitored
+    metric, which every row carries (the search always sees what it ranks by).
+    """
+
+    epoch: int
+    lr: float | None = None
+    train_loss: float | None = None
+    train_accuracy: float | None = None
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+    val_balanced_accuracy: float | None = None
+    val_f1: float | None = None
+    val_precision: float | None = None
+    val_recall: float | None = None
+    val_specificity: float | None = None
+    val_kappa: float | None = None
+    val_mcc: float | None = None
+    val_auc: float | None = None
+    data_time_s: float | None = None
+    compute_time_s: float | None = None
+    epoch_time_s: float | None = None
+
+    def metrics(self) -> dict[str, float]:
+        """The values present, without ``epoch``: the JSON of an ``ls_epochs`` row."""
+        return self.model_dump(exclude={"epoch"}, exclude_none=True)
+
+    def report(self) -> dict[str, float]:
+        """The values present, with ``epoch``: one Tune report."""
+        return self.model_dump(exclude_none=True)
+
+
+class Profile(Record):
+    """Size and cost of the model (:func:`leukmodels.profile.profile`)."""
+
+    params: int
+    flops: int
+    macs: int
+    size_mb: float
+    latency_ms: float
+
+
+class SplitInfo(Record):
+    """The split's hash (same images, same hash) and the warnings raised making it."""
+
+    hash: str
+    warnings: list[str] = []
+
+
+class DataReport(Record):
+    """What data preparation found."""
+
+    cache_hit: bool
+    cache_path: str | None
+    bad_images: list[str]
+    n_bad_images: int
+    class_counts: dict[str, int]
+    n_no_nucleus: int
+
+
+class Timings(Record):
+    """Seconds spent, wall clock."""
+
+    data_prepare_s: float | None
+    data_decode_s: float | None
+    train_s: float
+    data_wait_s: float
+    compute_s: float
+    test_s: float
+    total_s: float
+
+
+class Predictions(Record):
+    """Per-image test predictions, in test-split order (issue 13 fills them in; None until
+    then). What :class:`search.report.stats.TestPredictions` needs for intervals over images."""
+
+    y_true: list[int]
+    y_pred: list[int]
+
+
+class SegmentationMetrics(Record):
+    """Nucleus segmentation on the test split, as :func:`leukmodels.seg_metrics.seg_scores`
+    gives it (issue 14 fills it in; None until then)."""
+
+    dice_macro: float
+    iou_macro: float
+    dice_pooled: float
+    iou_pooled: float
+
+
+class TrialResult(Record):
+    """One fully trained trial: its epochs, the best epoch, test results and what it cost."""
+
+    params: TrialParams
+    data: DataSpec
+    class_names: list[str]
+    epochs: list[EpochRow]
+    best_epoch: int | None
+    best_value: float | None
+    monitor: str
+    test: TestMetrics
+    noise: dict[str, EvalMetrics] = {}
+    profile: Profile
+    split: SplitInfo
+    data_report: DataReport
+    timings: Timings
+    seed: int
+    device: str
+    threads: int
+    checkpoint_path: str | None = None
+    predictions: Predictions | None = Field(None, exclude_if=_unset)
+    segmentation: SegmentationMetrics | None = Field(None, exclude_if=_unset)
+
+    @property
+    def epochs_done(self) -> int:
+        """Epochs trained (early stopping may end before the budget)."""
+        return len(self.epochs)

@@ -76,9 +76,9 @@ def timestamp() -> DateTime:
     return DateTime(timezone=True)
 
 
-def define_tables(metadata: MetaData) -> dict[str, Table]:
-    """Declare the four ``ls_*`` tables on ``metadata``, as the newest migration leaves them."""
-    studies = Table(
+def _studies(metadata: MetaData) -> Table:
+    """The ``ls_studies`` table."""
+    return Table(
         "ls_studies",
         metadata,
         Column("id", Integer, primary_key=True, autoincrement=True),
@@ -99,7 +99,11 @@ def define_tables(metadata: MetaData) -> dict[str, Table]:
         Column("config", json_type()),
         sqlite_autoincrement=True,
     )
-    trials = Table(
+
+
+def _trials(metadata: MetaData) -> Table:
+    """The ``ls_trials`` table."""
+    return Table(
         "ls_trials",
         metadata,
         Column("id", Integer, primary_key=True, autoincrement=True),
@@ -135,7 +139,11 @@ def define_tables(metadata: MetaData) -> dict[str, Table]:
         Index(None, "parent_trial_id"),
         sqlite_autoincrement=True,
     )
-    epochs = Table(
+
+
+def _epochs(metadata: MetaData) -> Table:
+    """The ``ls_epochs`` table."""
+    return Table(
         "ls_epochs",
         metadata,
         Column("id", Integer, primary_key=True, autoincrement=True),
@@ -151,7 +159,11 @@ def define_tables(metadata: MetaData) -> dict[str, Table]:
         Column("recorded_at", timestamp(), nullable=False),
         UniqueConstraint("trial_id", "epoch"),
     )
-    results = Table(
+
+
+def _results(metadata: MetaData) -> Table:
+    """The ``ls_results`` table."""
+    return Table(
         "ls_results",
         metadata,
         Column("id", Integer, primary_key=True, autoincrement=True),
@@ -176,7 +188,12 @@ def define_tables(metadata: MetaData) -> dict[str, Table]:
         Column("checkpoint_path", Text),
         Column("recorded_at", timestamp(), nullable=False),
     )
-    return {t.name: t for t in (studies, trials, epochs, results)}
+
+
+def define_tables(metadata: MetaData) -> dict[str, Table]:
+    """Declare the four ``ls_*`` tables on ``metadata``, as the newest migration leaves them."""
+    tables = (_studies(metadata), _trials(metadata), _epochs(metadata), _results(metadata))
+    return {t.name: t for t in tables}
 
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)

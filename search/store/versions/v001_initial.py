@@ -64,9 +64,9 @@ def _timestamp() -> DateTime:
     return DateTime(timezone=True)
 
 
-def _tables_v1(metadata: MetaData) -> None:
-    """The four ``ls_*`` tables exactly as version 1 created them."""
-    Table(
+def _v1_studies(metadata: MetaData) -> Table:
+    """The ``ls_studies`` table."""
+    return Table(
         "ls_studies",
         metadata,
         Column("id", Integer, primary_key=True, autoincrement=True),
@@ -87,7 +87,11 @@ def _tables_v1(metadata: MetaData) -> None:
         Column("config", _json()),
         sqlite_autoincrement=True,
     )
-    Table(
+
+
+def _v1_trials(metadata: MetaData) -> Table:
+    """The ``ls_trials`` table."""
+    return Table(
         "ls_trials",
         metadata,
         Column("id", Integer, primary_key=True, autoincrement=True),
@@ -123,7 +127,11 @@ def _tables_v1(metadata: MetaData) -> None:
         Index(None, "parent_trial_id"),
         sqlite_autoincrement=True,
     )
-    Table(
+
+
+def _v1_epochs(metadata: MetaData) -> Table:
+    """The ``ls_epochs`` table."""
+    return Table(
         "ls_epochs",
         metadata,
         Column("id", Integer, primary_key=True, autoincrement=True),
@@ -139,7 +147,11 @@ def _tables_v1(metadata: MetaData) -> None:
         Column("recorded_at", _timestamp(), nullable=False),
         UniqueConstraint("trial_id", "epoch"),
     )
-    Table(
+
+
+def _v1_results(metadata: MetaData) -> Table:
+    """The ``ls_results`` table."""
+    return Table(
         "ls_results",
         metadata,
         Column("id", Integer, primary_key=True, autoincrement=True),
@@ -164,6 +176,12 @@ def _tables_v1(metadata: MetaData) -> None:
         Column("checkpoint_path", Text),
         Column("recorded_at", _timestamp(), nullable=False),
     )
+
+
+def _tables_v1(metadata: MetaData) -> None:
+    """The four ``ls_*`` tables exactly as version 1 created them."""
+    for table in (_v1_studies, _v1_trials, _v1_epochs, _v1_results):
+        table(metadata)
 
 
 def upgrade(conn: Connection) -> None:

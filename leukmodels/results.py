@@ -9,9 +9,20 @@ needs a default, so that results stored before it still load.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import zlib
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+import numpy as np
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from leukmodels.config import DataSpec, TrialParams
 
@@ -151,12 +162,59 @@ class Timings(Record):
     total_s: float
 
 
+_PACKED = "z64:"  # the stored form of an integer array (see pack_ints)
+
+
+def pack_ints(values: Any) -> str:
+    """Integers as ``z64:`` + base64(zlib(successive differences as int32 little-endian)):
+    sorted indices and labels both shrink to about a byte per image or less."""
+    raw = np.diff(np.asarray(values, dtype=np.int64), prepend=0).astype("<i4").tobytes()
+    return _PACKED + base64.b64encode(zlib.compress(raw, 9)).decode("ascii")
+
+
+def unpack_ints(text: str) -> list[int]:
+    """The integers :func:`pack_ints` packed."""
+    if not text.startswith(_PACKED):
+        raise ValueError(f"packed integers start with {_PACKED!r}")
+    try:
+        raw = zlib.decompress(base64.b64decode(text[len(_PACKED) :], validate=True))
+    except (binascii.Error, zlib.error) as e:
+        raise ValueError(f"packed integers are corrupt: {e}") from None
+    return np.cumsum(np.frombuffer(raw, dtype="<i4"), dtype=np.int64).tolist()
+
+
 class Predictions(Record):
-    """Per-image test predictions, in test-split order (issue 13 fills them in; None until
-    then). What :class:`search.report.stats.TestPredictions` needs for intervals over images."""
+    """Per-image test predictions, in test-split order: what
+    :class:`search.report.stats.TestPredictions` needs for intervals over test images.
+
+    ``index``: each test image's row in the dataset (the split's test indices), ``y_true``
+    and ``y_pred`` class indices, ``test_set`` the split's hash (runs with the same hash
+    were tested on the same images in the same order). Stored packed (:func:`pack_ints`).
+    """
 
     y_true: list[int]
     y_pred: list[int]
+    index: list[int] = []
+    test_set: str | None = None
+
+    @field_validator("y_true", "y_pred", "index", mode="before")
+    @classmethod
+    def _unpack(cls, value: Any) -> Any:
+        return unpack_ints(value) if isinstance(value, str) else value
+
+    @field_serializer("y_true", "y_pred", "index")
+    def _pack(self, value: list[int]) -> str:
+        return pack_ints(value)
+
+    @model_validator(mode="after")
+    def _aligned(self) -> Predictions:
+        n = len(self.y_true)
+        if len(self.y_pred) != n or (self.index and len(self.index) != n):
+            raise ValueError(
+                f"y_true ({n}), y_pred ({len(self.y_pred)}) and index ({len(self.index)}) "
+                "must have one entry per test image"
+            )
+        return self
 
 
 class SegmentationMetrics(Record):

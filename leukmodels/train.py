@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import os
 import random
 import time
@@ -52,6 +53,7 @@ from leukmodels.results import (
     DataReport,
     EpochRow,
     EvalMetrics,
+    Predictions,
     Profile,
     SplitInfo,
     TestMetrics,
@@ -191,8 +193,12 @@ def setup(config: TrialConfig) -> Run:
         len(data.train), len(data.val), len(data.test), len(data.class_names), data.split.hash,
         f" (decode cache hit: {data.cache_path})" if data.cache_hit else "",
     )  # fmt: skip
-    if len(data.val) == 0:
-        logger.warning("no validation images; the best epoch is chosen on training metrics")
+    if len(data.val) == 0 and config.monitor.startswith("val_"):
+        raise DataError(
+            f"monitor {config.monitor} needs validation images but the validation split of "
+            f"{config.data.dataset} is empty ({len(data.train)} train / {len(data.test)} test); "
+            "give data.split a validation share or monitor train_loss / train_accuracy"
+        )
     loaders = make_loaders(data, p, seed=p.seed)
     seed_everything(p.seed)
     model = build_model(p, num_classes=len(data.class_names)).to(device)
@@ -215,7 +221,8 @@ def setup(config: TrialConfig) -> Run:
 
 
 def epoch_row(run: Run, epoch: int) -> EpochRow:
-    """Train one epoch, then validate; the row always holds the monitored metric."""
+    """Train one epoch, then validate; the row always holds the monitored metric (NaN when
+    it is undefined this epoch: it never improves, and nothing stands in for it)."""
     p, monitor = run.config.params, run.config.monitor
     train_loader, val_loader, _ = run.loaders
     run.loss_fn.set_epoch(epoch - 1)
@@ -232,8 +239,9 @@ def epoch_row(run: Run, epoch: int) -> EpochRow:
     if len(run.data.val):
         y, proba, vloss = predict(run.model, val_loader, run.device)
         row.update(_val_row(classification_metrics(y, proba, run.data.class_names), vloss))
-    value = row.get(monitor, row.get(monitor.replace("val_", "train_"), row["train_accuracy"]))
-    row.setdefault(monitor, value)  # the search always sees the metric it ranks by
+    # the search always sees the metric it ranks by: NaN when undefined this epoch (e.g.
+    # kappa when every validation image got one class), never another metric in its place
+    row.setdefault(monitor, math.nan)
     return EpochRow.model_validate(row)
 
 
@@ -335,6 +343,12 @@ def evaluate(run: Run, fitted: Fitted) -> TrialResult:
         device=str(device),
         threads=torch.get_num_threads(),
         checkpoint_path=_save_checkpoint(run),
+        predictions=Predictions(
+            y_true=y.tolist(),
+            y_pred=proba.argmax(1).tolist() if len(y) else [],
+            index=data.test.index.tolist(),
+            test_set=data.split.hash,
+        ),
     )
 
 

@@ -8,6 +8,8 @@ Constant factors are not suggested at all. Categorical levels that are not plain
 Points that must run before the search explores (the ablation set, or every grid point
 for ``algorithm: grid``) are enqueued in the Optuna study with ``user_attrs`` saying what
 they are; the define-by-run function copies those attributes into the trial's config.
+Exploration trials get seeds of their own (:func:`exploration_seed`), distinct from every
+ablation repeat's seed, so that none duplicates (or pretends to pair with) a repeat.
 """
 
 from __future__ import annotations
@@ -46,14 +48,26 @@ class DefineByRun:
             if space.active(f, space.context(decoded)):
                 decoded[f.name] = f.suggest(trial)
         attrs = dict(trial.user_attrs)
+        seed = attrs.get("seed")
         return {
             KIND: attrs.get("kind", "explore"),
             REPEAT: int(attrs.get("repeat", 0)),
-            SEED: int(attrs.get("seed", space.search.seed)),
+            SEED: int(seed) if seed is not None else exploration_seed(space, trial.number),
             FOLD: attrs.get("fold"),
             LABEL: attrs.get("label"),
             NUMBER: trial.number,
         }
+
+
+def repeat_seeds(space: Space) -> list[int]:
+    """The seeds of the repeats of every enqueued point: ``search.seed + r``."""
+    return [space.search.seed + r for r in range(space.search.repeats)]
+
+
+def exploration_seed(space: Space, number: int) -> int:
+    """The seed of exploration trial ``number`` (its Optuna number): past every repeat seed,
+    one per trial, the same on every resume."""
+    return space.search.seed + space.search.repeats + number
 
 
 def encode_point(space: Space, point: dict[str, Any]) -> dict[str, Any]:
@@ -85,8 +99,7 @@ def runs_per_point(space: Space, point: dict[str, Any]) -> list[tuple[int, int, 
     split = space.trial_config(point).data.split
     k = split.k if split.kind == "kfold" else None
     out = []
-    for r in range(space.search.repeats):
-        seed = space.search.seed + r
+    for r, seed in enumerate(repeat_seeds(space)):
         if k is None:
             out.append((r, seed, None))
         else:

@@ -178,7 +178,8 @@ def _study(points: dict[str, list[np.ndarray]], y: np.ndarray) -> StudyData:
             cm = confusions(y[None], p[None], 2)[0]
             rows.append(
                 {
-                    "full": True, "key": key, "pair": KEYS[s], "data": {"split": {"seed": 0}},
+                    "full": True, "cell": True, "key": key, "pair": KEYS[s],
+                    "data": {"split": {"seed": 0}},
                     "confusion": cm.tolist(), "class_names": ["x", "y"],
                     "accuracy": 100 * float(np.mean(p == y)),
                     "test_predictions": TestPredictions(y, p),

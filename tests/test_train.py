@@ -91,12 +91,18 @@ def test_test_time_noise_sweep_is_reported_per_sigma(tmp_path: Path) -> None:
     assert all(0 <= m.accuracy <= 1 for m in result.noise.values())
 
 
-def test_no_validation_split_still_reports_the_monitored_metric(tmp_path: Path) -> None:
+def test_no_validation_split_is_a_data_error_for_a_validation_monitor(tmp_path: Path) -> None:
+    from leukmodels.errors import DataError
+
     cfg = tiny(tmp_path, epochs=1)
     cfg.data.split = SplitSpec(train=0.75, val=0.0, test=0.25)
+    with pytest.raises(DataError, match="val_f1 needs validation images.*empty"):
+        run_trial(cfg)
+    cfg.monitor, cfg.monitor_mode = "train_loss", "min"  # a training monitor is honest
     rows: list[EpochRow] = []
-    run_trial(cfg, on_epoch=rows.append)
-    assert rows[0].val_f1 == rows[0].train_accuracy  # the fallback, said in the log
+    result = run_trial(cfg, on_epoch=rows.append)
+    assert rows[0].val_f1 is None and rows[0].val_accuracy is None  # never train metrics
+    assert result.best_value == rows[0].train_loss
 
 
 def test_empty_test_split_is_a_data_error(tmp_path: Path) -> None:

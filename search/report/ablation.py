@@ -1,7 +1,8 @@
 """One table per ablation factor: each level's runs, statistics and difference from baseline.
 
 A level is the baseline with that one factor changed (``space.fill``); its runs are the
-fully trained trials with exactly that completed point (see :mod:`search.report.collect`).
+fully trained ablation / grid trials with exactly that completed point (the ``cell``
+column of :mod:`search.report.collect`; exploration trials never enter a cell).
 Intervals come from :mod:`search.report.stats`: from per-image test predictions (seeds and
 test images) where every run of both sides has them in the optional ``test_predictions``
 column of the trials frame, else from the runs' metrics (seeds, or seeds and test splits).
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from search.report.collect import StudyData, point_key
+from search.report.collect import PREDICTIONS, StudyData, point_key
 from search.report.image_metrics import LABEL_METRICS, metric_range
 from search.report.intervals import ALPHA
 from search.report.stats import (
@@ -32,9 +33,6 @@ from search.report.stats import (
     summarise_images,
 )
 from search.space import Space
-
-PREDICTIONS = "test_predictions"
-"""Optional column of ``StudyData.trials``: each run's :class:`TestPredictions` or None."""
 
 SUMMARY_COLUMNS = [
     "n",
@@ -104,8 +102,9 @@ def factor_levels(space: Space) -> tuple[dict[str, list[Level]], list[str]]:
 
 
 def _full(data: StudyData, key: str) -> pd.DataFrame:
+    """The cell of a point: its fully trained ablation / grid runs."""
     t = data.trials
-    return t[t["full"] & (t["key"] == key)]
+    return t[t["cell"] & (t["key"] == key)]
 
 
 def runs(data: StudyData, key: str, metric: str) -> pd.Series:

@@ -18,7 +18,7 @@ from search.report import display, figures
 from search.report.ablation import Level, factor_levels, factor_table, missing_levels
 from search.report.collect import METRICS, StudyData, epochs_frame, load_study, point_key
 from search.report.header import FULL_DEFINITION, header_facts
-from search.report.importance import factor_importance, metric_study
+from search.report.importance import MIN_SEEDS, MIN_TRIALS, factor_importance, metric_study
 from search.report.paper import configuration_table, configurations, reference_table
 from search.report.render import Block, to_html, to_markdown
 from search.report.tables import complexity_table, noise_table
@@ -111,10 +111,15 @@ class _Builder:
         return self.out / "figures" / f"{safe}.png"
 
     def best_run(self, key: str | None = None) -> pd.Series | None:
-        """The fully trained run with the best primary metric (of one point, if given)."""
-        t = self.full if key is None else self.full[self.full["key"] == key]
-        t = t[t[self.primary].notna()]
-        return None if t.empty else t.loc[t[self.primary].idxmax()]
+        """The fully trained run with the best value of the study's own metric (validation,
+        at its best epoch; never a test metric): of the cell of one point, if given."""
+        t = self.full if key is None else self.data.trials[self.data.trials["cell"]]
+        t = t if key is None else t[t["key"] == key]
+        t = t[t["val"].notna()]
+        if t.empty:
+            return None
+        best = t["val"].idxmin() if self.data.study.mode == "min" else t["val"].idxmax()
+        return t.loc[best]
 
     def params_text(self, point: dict[str, Any]) -> str:
         factors = self.space.factors
@@ -217,7 +222,9 @@ class _Builder:
             val = self.data.study.metric or "val_f1"
             path = figures.learning_curves(curves, val, factor, self.fig_path(f"curves_{factor}"))
             self.figure(
-                path, f"{factor}: {val} and training loss per epoch of each level's best run"
+                path,
+                f"{factor}: {val} and training loss per epoch of each level's best run "
+                f"(best by {val})",
             )
 
     def configurations(self) -> None:
@@ -263,7 +270,8 @@ class _Builder:
         self.add(
             "p",
             f"Importance of each searched factor for test {self.primary} over every fully "
-            "trained trial (ablation and exploration alike), normalised to sum 1. fANOVA: the "
+            "trained trial (ablation and exploration alike), normalised to sum 1, given only "
+            f"from at least {MIN_TRIALS} such trials over at least {MIN_SEEDS} seeds. fANOVA: the "
             "share of the metric's variance a factor explains (random-forest functional "
             "ANOVA). PED-ANOVA: how differently a factor is distributed in the best 10 % of "
             "trials than in all of them; a range factor that the repeated ablation runs hold "
@@ -299,14 +307,15 @@ class _Builder:
         if self.full["noise"].isna().all():
             return
         self.add("h2", "Test-time Gaussian noise")
-        keys: dict[str, str] = {}  # point key -> label, first label wins
+        keys: dict[str | int, str] = {}  # point key (its cell) or trial id -> label
         for cname, point in configurations(self.space):
             keys.setdefault(point_key(self.space, point), cname)
         if self.space.ablation is not None:
             keys.setdefault(point_key(self.space, self.space.baseline()), "baseline")
         best = self.best_run()
         if best is not None:
-            keys.setdefault(best["key"], f"best (trial {int(best['trial_id'])})")
+            tid = int(best["trial_id"])
+            keys[tid] = f"best by {self.data.study.metric} (trial {tid})"
         table = noise_table(self.data, [(label, key) for key, label in keys.items()])
         self.tables["noise"] = table
         for label, group in table.groupby("config", sort=False):
@@ -331,11 +340,14 @@ class _Builder:
         best = self.best_run()
         if best is None:
             return
+        metric = self.data.study.metric
         self.add(
             "p",
-            f"Best fully trained trial by test {self.primary}: trial {int(best['trial_id'])} "
-            f"({best['kind']}, seed {best['seed']}): {self.params_text(best['point'])}; test "
-            f"{self.primary} {display.num(best[self.primary])}.",
+            f"Best fully trained trial by the study's metric {metric} ({self.data.study.mode}, "
+            f"its best epoch): trial {int(best['trial_id'])} ({best['kind']}, seed "
+            f"{best['seed']}): {self.params_text(best['point'])}; {metric} "
+            f"{display.num(best['val'], 4)}, test {self.primary} {display.num(best[self.primary])} "
+            "(the test value is reported, never used to choose).",
         )
         if isinstance(best["confusion"], list) and best["confusion"]:
             names = best["class_names"] if isinstance(best["class_names"], list) else None

@@ -3,8 +3,14 @@
 A trial is *fully trained* when its status is ``completed`` and its fidelity ``full``: it
 ran its whole epoch budget or stopped by its own early-stopping rule, and ASHA never
 cut it. ``retrain`` runs are left out of the statistics (they repeat a stored trial).
-Configurations are matched by their completed parameters (:func:`point_key`), never by
-labels, so an explore trial that lands on an ablation point counts there too.
+Ablation and configuration cells (column ``cell``) hold only fully trained ``ablation`` /
+``grid`` runs, matched by their completed parameters (:func:`point_key`): an exploration
+trial that lands on an ablation point has its own seed and was kept only because ASHA let
+it through, so it never enters a cell (it does enter the importance analysis). Column
+``val`` is each completed run's value of the study's own (validation) metric at its best
+epoch: the report ranks runs by it, never by a test metric. Each run's stored per-image test predictions become its ``test_predictions``
+(:class:`~search.report.image_stats.TestPredictions`, None for runs stored without them),
+from which the ablation tables draw intervals over seeds and test images.
 """
 
 from __future__ import annotations
@@ -14,19 +20,28 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
+from pydantic import ValidationError
 
+from leukmodels.errors import UserError
+from leukmodels.results import Predictions
 from leukmodels.sites import ARCH_FIELDS
+from search.report.image_stats import TestPredictions
 from search.space import Space, load_space
 from search.store.records import ResultRecord, StudyInfo, TrialRecord
-from search.store.schema import SEARCH_KINDS
+from search.store.schema import FULL_FIDELITY_KINDS, SEARCH_KINDS
 from search.store.store import Store
 
 METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "kappa", "auc")
 """Test metrics of the tables, in the papers' order (kappa and AUC as in their tables)."""
 EXTRA_METRICS = ("mcc", "balanced_accuracy", "npv")
+PREDICTIONS = "test_predictions"
+"""Column of each run's :class:`TestPredictions` (None when it stored none)."""
 STAT_KINDS = SEARCH_KINDS  # retrain runs repeat a stored trial: never counted twice
 """Trial kinds whose fully trained runs enter the statistics (not ``retrain``)."""
+CELL_KINDS = FULL_FIDELITY_KINDS
+"""Trial kinds whose fully trained runs make up ablation and configuration cells."""
 
 
 @dataclass
@@ -50,7 +65,19 @@ def load_study(store: Store, name: str) -> StudyData:
     rows = [_trial_row(space, t) for t in store.trials(study.id)]
     frame = pd.DataFrame(rows, columns=_COLUMNS)
     frame["full"] = frame["full"].astype(bool)  # a boolean mask even with no trials
+    frame["cell"] = frame["full"] & frame["kind"].isin(CELL_KINDS)
+    values = validation_values(store, name)
+    frame["val"] = frame["trial_id"].map(values).astype(float)
     return StudyData(study=study, space=space, trials=frame)
+
+
+def validation_values(store: Store, name: str) -> dict[int, float]:
+    """Each completed trial's value of the study's metric (best epoch for ``val_*``);
+    empty when no trial recorded it."""
+    try:
+        return {r.trial_id: r.value for r in store.best(name, top=None)}
+    except UserError:  # the metric is recorded for no completed trial
+        return {}
 
 
 _COLUMNS = [
@@ -69,6 +96,8 @@ _COLUMNS = [
     "key",
     "arch",
     "full",
+    "cell",
+    "val",
     *METRICS,
     *EXTRA_METRICS,
     "params_count",
@@ -79,6 +108,7 @@ _COLUMNS = [
     "class_names",
     "noise",
     "data",
+    PREDICTIONS,
 ]
 
 
@@ -117,7 +147,26 @@ def _trial_row(space: Space, t: TrialRecord) -> dict[str, Any]:
         "data": config.get("data"),
     }
     row.update(_result_columns(t.result))
+    row[PREDICTIONS] = test_predictions(t.result, config.get("data"))
     return row
+
+
+def test_predictions(result: ResultRecord | None, data: Any) -> TestPredictions | None:
+    """A run's stored per-image test predictions; None when it has none (or they are broken).
+
+    Their test set is the split's hash with the dataset and split spec, so runs share
+    one only when they saw the same images in the same order.
+    """
+    raw = (result.extra or {}).get("predictions") if result is not None else None
+    if not raw:
+        return None
+    try:
+        p = Predictions.model_validate(raw)
+        cfg = data if isinstance(data, dict) else {}
+        where = json.dumps([cfg.get("dataset"), cfg.get("split"), p.test_set], sort_keys=True)
+        return TestPredictions(np.asarray(p.y_true), np.asarray(p.y_pred), test_set=where)
+    except (ValidationError, ValueError):
+        return None
 
 
 def _result_columns(result: ResultRecord | None) -> dict[str, Any]:

@@ -16,8 +16,10 @@ from search.report.collect import StudyData
 
 FULL_DEFINITION = (
     "fully trained trials only: status completed and fidelity full (each ran its whole "
-    "epoch budget or stopped by its own early-stopping rule; ASHA never cut it), of kind "
-    "ablation, grid or explore (retrain runs, which repeat a stored trial, are left out)"
+    "epoch budget or stopped by its own early-stopping rule; ASHA never cut it). Ablation "
+    "and configuration cells hold only ablation / grid runs (their repeat seeds); exploration "
+    "runs (seeds of their own) enter the importance analysis only; retrain runs, which repeat "
+    "a stored trial, are left out"
 )
 UNITS = (
     "percent points (kappa and MCC x 100); params and FLOPs per image; latency in ms per "

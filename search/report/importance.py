@@ -4,7 +4,10 @@ The trials are copied into an in-memory Optuna study whose objective is the repo
 test metric (the search's own Optuna study holds the validation objective, and the
 values of ASHA-pruned trials at whatever epoch they were cut): each trial's completed
 point, encoded as the search suggested it, with the factor's distribution. Importance is
-then ``optuna.importance.get_param_importances`` with PED-ANOVA and fANOVA.
+then ``optuna.importance.get_param_importances`` with PED-ANOVA and fANOVA, given only
+from at least :data:`MIN_TRIALS` fully trained trials over at least :data:`MIN_SEEDS`
+seeds (exploration trials included): from fewer, a random forest over a handful of
+mostly one-factor-at-a-time points means nothing, and the report says so instead.
 """
 
 from __future__ import annotations
@@ -28,7 +31,10 @@ from search.optuna_space import distribution
 from search.report.collect import StudyData
 from search.space import Space
 
-MIN_TRIALS = 3
+MIN_TRIALS = 30
+"""Fully trained trials importance needs."""
+MIN_SEEDS = 3
+"""Distinct seeds among them (else seed noise cannot be told from a factor's effect)."""
 
 
 def distributions(space: Space) -> dict[str, BaseDistribution]:
@@ -55,10 +61,26 @@ def metric_study(data: StudyData, metric: str) -> optuna.Study:
             params=params,
             distributions=used,
             value=float(value),
-            user_attrs={"trial_id": int(row["trial_id"])},
+            user_attrs={"trial_id": int(row["trial_id"]), "seed": _seed(row["seed"])},
         )
         study.add_trial(trial)
     return study
+
+
+def _seed(value: Any) -> int | None:
+    return None if value is None or pd.isna(value) else int(value)
+
+
+def too_few(trials: list[optuna.trial.FrozenTrial]) -> str | None:
+    """Why importance is not given for these trials, or None when it is."""
+    seeds = {t.user_attrs.get("seed") for t in trials} - {None}
+    if len(trials) >= MIN_TRIALS and len(seeds) >= MIN_SEEDS:
+        return None
+    return (
+        f"importance (fANOVA, PED-ANOVA) is given from at least {MIN_TRIALS} fully trained "
+        f"trials over at least {MIN_SEEDS} seeds; this study has {len(trials)} trial(s) over "
+        f"{len(seeds)} seed(s), from which a factor's importance cannot be told from noise."
+    )
 
 
 def factor_importance(data: StudyData, metric: str) -> tuple[pd.DataFrame, list[str]]:
@@ -68,10 +90,9 @@ def factor_importance(data: StudyData, metric: str) -> tuple[pd.DataFrame, list[
     cols = ["factor", "fanova", "ped_anova", "distinct_values"]
     study = metric_study(data, metric)
     trials = study.get_trials(deepcopy=False)
-    if len(trials) < MIN_TRIALS:
-        return pd.DataFrame(columns=cols), [
-            f"importance needs at least {MIN_TRIALS} fully trained trials; the study has {len(trials)}."
-        ]
+    why = too_few(trials)
+    if why:
+        return pd.DataFrame(columns=cols), [why]
     distinct = {
         name: len({repr(t.params[name]) for t in trials if name in t.params})
         for name in distributions(data.space)

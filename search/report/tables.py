@@ -65,16 +65,18 @@ def _int_or_none(x: float) -> int | None:
     return None if x != x else int(x)
 
 
-def noise_table(data: StudyData, keys: list[tuple[str, str]]) -> pd.DataFrame:
+def noise_table(data: StudyData, keys: list[tuple[str, str | int]]) -> pd.DataFrame:
     """Test-time Gaussian noise: one row per (configuration, sigma) with the mean metric.
 
-    ``keys`` are (label, point key) pairs; a configuration without noise results is skipped.
+    ``keys`` are (label, point key) pairs, whose rows come from the point's cell (fully
+    trained ablation / grid runs), or (label, trial id) pairs for one run; a
+    configuration without noise results is skipped.
     """
     cols = ["config", "sigma", "n", *NOISE_METRICS]
     t = data.trials[data.trials["full"] & data.trials["noise"].notna()]
     rows = []
     for label, key in keys:
-        sel = t[t["key"] == key]
+        sel = t[t["trial_id"] == key] if isinstance(key, int) else t[t["cell"] & (t["key"] == key)]
         if sel.empty:
             continue
         per_sigma: dict[float, list[EvalMetrics]] = {}

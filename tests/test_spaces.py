@@ -279,7 +279,8 @@ def _planted(space, dataset: str):
         for p in (point, bare_point(space, point)):
             if p is not None:
                 metrics = {m: 50.0 for m in REFERENCE_METRICS}
-                rows.append({"key": point_key(space, p), "full": True, "pair": "s0", **metrics,
+                rows.append({"key": point_key(space, p), "full": True, "cell": True, "pair": "s0",
+                             **metrics,
                              "data": None, "confusion": None, "class_names": None})  # fmt: skip
     study = study_info(dataset=dataset, config={"overrides": {"dataset": dataset}})  # --data
     return StudyData(study=study, space=space, trials=pd.DataFrame(rows))

@@ -103,14 +103,25 @@ def _add_study(p: argparse.ArgumentParser, required: bool = True, help: str | No
 def _add_ray(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--address",
-        help="join a Ray cluster: 'auto' or ray://HOST:10001 (default: start a local Ray)",
+        help="join a Ray cluster: HOST:6379 or 'auto' on a node of it (default: start a local "
+        "Ray); from elsewhere use `ray job submit` (ray:// is refused)",
+    )
+    p.add_argument(
+        "--autoscale",
+        action="store_true",
+        help="the cluster's autoscaler adds nodes on demand: do not refuse trials larger "
+        "than every node it has now",
     )
     p.add_argument(
         "--dashboard",
         action="store_true",
         help="start Ray's dashboard on 127.0.0.1 and print its URL",
     )
-    p.add_argument("--storage-path", help="where Ray Tune keeps experiment state (default ./runs)")
+    p.add_argument(
+        "--storage-path",
+        help="where Ray Tune keeps experiment state: a path or a URI (file://, s3://, gs://); "
+        "shared by every node on a cluster (default ./runs)",
+    )
 
 
 def _common() -> argparse.ArgumentParser:
@@ -260,6 +271,7 @@ def _say(msg: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # e.g. for the `ray job submit` line
     setup_logging(QUIET if args.quiet else VERBOSE if args.verbose else NORMAL)
     try:
         return int(_cmd(args.command)(args) or 0)

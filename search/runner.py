@@ -11,20 +11,21 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
 import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from leukmodels.backbones import plugin_env
 from leukmodels.errors import UserError
-from search.names import MAX_NAME_LENGTH, check_name, child_path
+from search.cluster import check_cluster, refuse_ray_client, start_ray
+from search.names import MAX_NAME_LENGTH, check_name
 from search.optuna_space import DefineByRun, study_budget
 from search.space import Space, load_space
+from search.storage import experiment_path, split_experiment, storage_root
 from search.store.records import StudyInfo, StudyRecord
 from search.store.store import Store
+from search.store.url import mask_url
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class RunOptions:
     max_concurrent: int | None = None
     dashboard: bool = False
     storage_path: str | None = None
+    autoscale: bool = False
 
 
 @contextlib.contextmanager
@@ -104,66 +106,6 @@ def pick_study_name(store: Store, requested: str | None, space: Space) -> str:
     return name
 
 
-def check_reachable(address: str, timeout_s: float = 5.0) -> None:
-    """Fail fast (UserError) when a ``host:port`` or ``ray://host:port`` address does not
-    answer; Ray itself would retry for minutes."""
-    if address == "auto":
-        return
-    hostport = address.removeprefix("ray://").rsplit("/", 1)[0]
-    host, _, port = hostport.rpartition(":")
-    if not host or not port.isdigit():
-        raise UserError(
-            f"--address {address!r} is not 'auto', HOST:PORT (the GCS, usually 6379) "
-            "or ray://HOST:PORT (Ray Client, usually 10001)"
-        )
-    try:
-        with socket.create_connection((host, int(port)), timeout=timeout_s):
-            pass
-    except OSError as exc:
-        raise UserError(
-            f"cannot reach a Ray cluster at {address} ({exc.strerror or exc}); is it up "
-            "(`ray status` on the head node), and is the port open from here?"
-        ) from None
-
-
-def start_ray(address: str | None, dashboard: bool) -> str | None:
-    """Start a local Ray (or join ``address``); returns the dashboard URL if there is one.
-
-    Tune's own progress tables are switched off (``RAY_AIR_NEW_OUTPUT=0`` with ``verbose=0``):
-    the store callback logs the progress.
-    """
-    import ray
-
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
-    if ray.is_initialized():
-        return None
-    if address:
-        check_reachable(address)
-    try:
-        if address:
-            # a local Ray's workers inherit our environment; a cluster's need the plugins named
-            if env := plugin_env():
-                kwargs["runtime_env"] = {"env_vars": env}
-            ctx = ray.init(address=address, **kwargs)
-        else:
-            # "local": always a new instance of our own; without it Ray joins any cluster
-            # it finds running on this machine (another user's, or another study's)
-            ctx = ray.init(
-                address="local",
-                include_dashboard=dashboard,
-                dashboard_host="127.0.0.1",
-                **kwargs,
-            )
-    except (ConnectionError, ValueError, RuntimeError) as exc:
-        where = address or "a local Ray instance"
-        raise UserError(f"cannot start or join Ray at {where}: {exc}") from None
-    url = getattr(ctx, "dashboard_url", None)
-    if url and not str(url).startswith("http"):
-        url = f"http://{url}"
-    return url
-
-
 def _token_hint() -> str:
     """How to log in to the dashboard when Ray's token authentication is on."""
     if os.environ.get("RAY_AUTH_MODE", "token") == "disabled":
@@ -219,7 +161,7 @@ def _scheduler(space: Space, max_epochs: int) -> Any:
 def _study_record(space: Space, opts: RunOptions, name: str, budget: int) -> StudyRecord:
     """What the store keeps about a new study: the space, the options, where Ray writes."""
     overrides = data_overrides(opts)
-    storage_path = Path(opts.storage_path or "runs").expanduser().resolve()
+    options = {**asdict(opts), "db": mask_url(opts.db) if opts.db else None}  # no password
     return StudyRecord(
         name=name,
         space_yaml=space.text,
@@ -230,9 +172,9 @@ def _study_record(space: Space, opts: RunOptions, name: str, budget: int) -> Stu
         metric=space.search.metric,
         mode=space.search.mode,
         code_version=_code_version(),
-        storage_path=str(child_path(storage_path, name)),  # one folder, never a path
+        storage_path=experiment_path(storage_root(opts.storage_path), name),  # a URI stays one
         description=space.description,
-        config={"options": asdict(opts), "overrides": overrides, "budget": budget},
+        config={"options": options, "overrides": overrides, "budget": budget},
     )
 
 
@@ -241,8 +183,10 @@ def _searcher(space: Space, store: Store, name: str, queued: list) -> Any:
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
+    from search.optuna_storage import MaskedRDBStorage
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    ostorage = optuna.storages.RDBStorage(store.optuna_url)
+    ostorage = MaskedRDBStorage(store.optuna_url)  # pickled into Ray's state without the password
     sampler = (
         optuna.samplers.RandomSampler(seed=space.search.seed)
         if space.search.algorithm == "random"
@@ -273,6 +217,8 @@ def run_study(space: Space, opts: RunOptions) -> dict[str, Any]:
 
     from search.tune_callback import StoreCallback
 
+    refuse_ray_client(opts.address or "")
+    storage_root(opts.storage_path)  # a bad --storage-path fails before anything starts
     overrides = data_overrides(opts)
     store = Store.open(opts.db)
     name = pick_study_name(store, opts.study, space)
@@ -284,6 +230,8 @@ def run_study(space: Space, opts: RunOptions) -> dict[str, Any]:
     check_data(space, overrides)
     with stdout_to_stderr():
         url = start_ray(opts.address, opts.dashboard)
+    res = space.search.resources
+    check_cluster(res.cpu, res.gpu, store.url, autoscale=opts.autoscale)
     if url:
         logger.info("Ray dashboard: %s%s", url, _token_hint())
     record = _study_record(space, opts, name, total)
@@ -312,7 +260,7 @@ def run_study(space: Space, opts: RunOptions) -> dict[str, Any]:
             ),
             run_config=tune.RunConfig(
                 name=name,
-                storage_path=str(Path(record.storage_path).parent),
+                storage_path=split_experiment(record.storage_path)[0],
                 failure_config=tune.FailureConfig(max_failures=space.search.max_failures),
                 callbacks=[StoreCallback(store.url, name, study_id, space, overrides)],
                 verbose=0,
@@ -327,6 +275,7 @@ def resume_study(name: str, opts: RunOptions) -> dict[str, Any]:
     from ray import tune
 
     check_name(name, "study name")
+    refuse_ray_client(opts.address or "")
     store = Store.open(opts.db)
     study = store.require_study(name)
     if study.status == "completed":
@@ -335,16 +284,16 @@ def resume_study(name: str, opts: RunOptions) -> dict[str, Any]:
         )
     space = load_space(study.space_path or "space.yaml", study.profile, text=study.space_yaml)
     overrides = (study.config or {}).get("overrides", {})
-    path = study.storage_path
-    if not path or not tune.Tuner.can_restore(path):
-        raise UserError(
-            f"study '{name}' has no Ray experiment state at {path}; it cannot be resumed "
-            "(it was stopped before its first trial started). Start it again with `leuksearch run`."
-        )
+    path = _resume_path(study.storage_path, name, opts.storage_path)
+    with stdout_to_stderr():
+        url = start_ray(opts.address, opts.dashboard)
+    res = space.search.resources
+    check_cluster(res.cpu, res.gpu, store.url, autoscale=opts.autoscale)
+    if path != study.storage_path:
+        store.set_storage_path(study.id, path)
     store.set_study_status(study.id, "running")
     logger.info("resuming study %s from %s", name, path)
     with stdout_to_stderr():
-        url = start_ray(opts.address, opts.dashboard)
         if url:
             logger.info("Ray dashboard: %s%s", url, _token_hint())
         # Tune restores the experiment's own StoreCallback; it reads its counters from the store
@@ -356,6 +305,26 @@ def resume_study(name: str, opts: RunOptions) -> dict[str, Any]:
         )
         tuner.fit()
     return _finish(store, name, space)
+
+
+def _resume_path(stored: str | None, name: str, storage_path: str | None) -> str:
+    """The experiment to restore: under ``--storage-path`` when given, else where the
+    study recorded it; a UserError when Ray finds no experiment state there."""
+    from ray import tune
+
+    path = experiment_path(storage_root(storage_path), name) if storage_path else stored
+    try:
+        found = bool(path) and tune.Tuner.can_restore(path)
+    except (OSError, ValueError, ImportError) as exc:
+        raise UserError(f"cannot read Ray's experiment state at {path}: {exc}") from None
+    if not found:
+        raise UserError(
+            f"study '{name}' has no Ray experiment state at {path}; it cannot be resumed "
+            "(it was stopped before its first trial started, or its --storage-path is "
+            "elsewhere: give it with `leuksearch resume --storage-path`). Start it again "
+            "with `leuksearch run`."
+        )
+    return path  # type: ignore[return-value]
 
 
 def _trial_dirname(trial: Any) -> str:

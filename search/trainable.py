@@ -8,6 +8,7 @@ It turns the trial's config (the Optuna parameters plus our meta keys) back into
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 from ray import tune
@@ -17,6 +18,8 @@ from search.space import Space
 
 RESULT_KEY = "result_json"
 """The final report's key for the trial's TrialResult as JSON."""
+NODE_KEY, HOST_KEY, IP_KEY, GPUS_KEY = "ray_node_id", "ray_host", "ray_ip", "gpu_ids"
+"""Keys of every epoch report that say where the trial runs (see :func:`placement`)."""
 
 
 def trial_config_for(space: Space, config: dict[str, Any], overrides: dict[str, Any]) -> Any:
@@ -29,12 +32,25 @@ def trial_config_for(space: Space, config: dict[str, Any], overrides: dict[str, 
     return tc
 
 
+def placement() -> dict[str, Any]:
+    """Where this trial runs, from its own Ray runtime context: node id, host, IP, GPU ids."""
+    import ray
+
+    return {
+        NODE_KEY: ray.get_runtime_context().get_node_id(),
+        HOST_KEY: socket.gethostname(),
+        IP_KEY: ray.util.get_node_ip_address(),
+        GPUS_KEY: [g if isinstance(g, int) else str(g) for g in ray.get_gpu_ids()],
+    }
+
+
 def train_trial(config: dict[str, Any], space: Space, overrides: dict[str, Any]) -> None:
     """Tune function trainable (``tune.with_parameters`` supplies space and overrides)."""
     from leukmodels.train import run_trial
 
     tc = trial_config_for(space, config, overrides)
-    result = run_trial(tc, on_epoch=lambda row: tune.report(row.report()))
+    where = placement()
+    result = run_trial(tc, on_epoch=lambda row: tune.report({**row.report(), **where}))
     tune.report(
         {
             "epoch": result.epochs[-1].epoch if result.epochs else 0,

@@ -17,16 +17,28 @@ from ray.tune import Callback
 from leukmodels.results import EpochRow, TrialResult
 from search.optuna_space import KIND, NUMBER, REPEAT, SEED, decode_config
 from search.space import Space
+from search.store import credentials
 from search.store.records import TrialUpdate
 from search.store.store import Store
-from search.trainable import RESULT_KEY, trial_config_for
+from search.trainable import (
+    GPUS_KEY,
+    HOST_KEY,
+    IP_KEY,
+    NODE_KEY,
+    RESULT_KEY,
+    trial_config_for,
+)
 
 logger = logging.getLogger(__name__)
 _COUNTED = ("completed", "pruned", "failed")
 
 
 class StoreCallback(Callback):
-    """Writes trials to the store and prints progress; picklable (holds the URL, not a connection)."""
+    """Writes trials to the store and prints progress.
+
+    Picklable into Ray's experiment state: it holds the masked database URL as a key (no
+    password, no connection) and finds the real URL at use time (search.store.credentials).
+    """
 
     def __init__(
         self,
@@ -37,7 +49,7 @@ class StoreCallback(Callback):
         overrides: dict[str, Any],
         summary_every_s: float = 20.0,
     ):
-        self.db_url = db_url
+        self.db_key = credentials.register(db_url)
         self.overrides = overrides
         self.study = study
         self.study_id = study_id
@@ -57,7 +69,7 @@ class StoreCallback(Callback):
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = Store.open(self.db_url)
+            self._store = Store.open(credentials.lookup(self.db_key))
         return self._store
 
     def setup(self, **info: Any) -> None:
@@ -125,9 +137,8 @@ class StoreCallback(Callback):
             return
         row = EpochRow.model_validate({k: result.get(k) for k in EpochRow.model_fields})
         self.store.record_epoch(tid, row)
-        if row.epoch == 1 and result.get("hostname"):
-            node = f"{result['hostname']} ({result.get('node_ip', '?')})"
-            self.store.upsert_trial(self.study_id, trial.trial_id, TrialUpdate(node=node))
+        if row.epoch == 1 and result.get(NODE_KEY):  # again on a retry, perhaps elsewhere
+            self.store.upsert_trial(self.study_id, trial.trial_id, node_update(result))
         value = result.get(self.space.search.metric)
         if self.summary_every_s and time.monotonic() - self._last_summary > self.summary_every_s:
             self._summary(trials)
@@ -199,6 +210,13 @@ class StoreCallback(Callback):
             "-- running %d | completed %d | pruned %d | failed %d | %s",
             c["running"], c["completed"], c["pruned"], c["failed"], best,
         )  # fmt: skip
+
+
+def node_update(result: dict) -> TrialUpdate:
+    """``ls_trials.node`` ("node id, host (IP)": several Ray nodes may share a host) and
+    ``gpu_ids`` from a trial's epoch report."""
+    node = f"{result[NODE_KEY]}, {result.get(HOST_KEY, '?')} ({result.get(IP_KEY, '?')})"
+    return TrialUpdate(node=node[:200], gpu_ids=list(result.get(GPUS_KEY) or []))
 
 
 def _fmt(v: Any) -> str:

@@ -190,7 +190,7 @@ def test_migrate_twice_is_a_noop(store_url: str):
     with Store.open(store_url) as store:
         study_id = make_study(store)
         history = applied_versions(store.engine)
-        assert [h["version"] for h in history] == [1]
+        assert [h["version"] for h in history] == list(range(1, LATEST_VERSION + 1))
         assert migrate(store.engine) == LATEST_VERSION
         assert applied_versions(store.engine) == history
     with Store.open(store_url) as store:
@@ -233,18 +233,19 @@ def test_later_migration_upgrades_version_1_without_data_loss(store_url: str):
         study_id = make_study(store)
         trial_id = add_trial(store, study_id, "t1", test_f1=0.8, val_f1s=(0.5, 0.7))
         before = store.trial(trial_id)
-        steps = (*MIGRATIONS, Migration(2, "test only: trial notes", _add_note_column))
-        assert migrate(store.engine, steps) == 2
-        assert migrate(store.engine, steps) == 2  # second run: nothing to do
-        assert [h["version"] for h in applied_versions(store.engine)] == [1, 2]
+        nxt = LATEST_VERSION + 1
+        steps = (*MIGRATIONS, Migration(nxt, "test only: trial notes", _add_note_column))
+        assert migrate(store.engine, steps) == nxt
+        assert migrate(store.engine, steps) == nxt  # second run: nothing to do
+        assert [h["version"] for h in applied_versions(store.engine)] == list(range(1, nxt + 1))
         assert store.trial(trial_id) == before
         with store.engine.connect() as conn:
             note = conn.execute(text("SELECT note FROM ls_trials WHERE id = :i"), {"i": trial_id})
             assert note.scalar() == "migrated"
-        # this code only knows version 1: a newer database is refused, not damaged
-        with pytest.raises(UserError, match="schema version 2"):
+        # this code only knows up to LATEST_VERSION: a newer database is refused, not damaged
+        with pytest.raises(UserError, match=f"schema version {nxt}"):
             migrate(store.engine)
-        assert schema_version(store.engine) == 2
+        assert schema_version(store.engine) == nxt
 
 
 def test_concurrent_migrations_apply_each_step_once(store_url: str):
@@ -267,7 +268,8 @@ def test_concurrent_migrations_apply_each_step_once(store_url: str):
         thread.join()
     try:
         assert outcomes == [LATEST_VERSION] * len(engines)
-        assert [h["version"] for h in applied_versions(engines[0])] == [1]
+        versions = [h["version"] for h in applied_versions(engines[0])]
+        assert versions == list(range(1, LATEST_VERSION + 1))
     finally:
         for engine in engines:
             engine.dispose()

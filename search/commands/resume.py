@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 
 from search.cli import emit_json
+from search.cluster import refuse_ray_client
 from search.commands.run import options
 from search.runner import resume_study
 
 
 def main(args: argparse.Namespace) -> int:
+    refuse_ray_client(args.address or "", args.argv)
     summary = resume_study(args.study, options(args))
     if args.json:
         emit_json(summary)

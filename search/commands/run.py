@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from search.cli import emit_json
+from search.cluster import refuse_ray_client
 from search.runner import RunOptions, run_study
 from search.space import load_space
 
@@ -16,6 +17,7 @@ def options(args: argparse.Namespace) -> RunOptions:
 
 
 def main(args: argparse.Namespace) -> int:
+    refuse_ray_client(args.address or "", args.argv)
     space = load_space(args.space, args.profile)
     summary = run_study(space, options(args))
     if args.json:

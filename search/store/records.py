@@ -66,6 +66,9 @@ class TrialUpdate(BaseModel):
     kind: str | None = None
     status: str | None = None
     node: str | None = None
+    """Where the trial runs: its Ray node id, then host (IP)."""
+    gpu_ids: list[int | str] | None = None
+    """The GPU ids Ray gave the trial ([] when it asked for none)."""
     seed: int | None = None
     split_hash: str | None = None
     optuna_number: int | None = None
@@ -146,6 +149,7 @@ class TrialRecord(BaseModel):
     status: str
     error: str | None = None
     node: str | None = None
+    gpu_ids: list[int | str] | None = None
     seed: int | None = None
     split_hash: str | None = None
     fidelity: str | None = None

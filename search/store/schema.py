@@ -121,6 +121,7 @@ def _trials(metadata: MetaData) -> Table:
         Column("status", String(20), nullable=False, default="running"),
         Column("error", Text),
         Column("node", String(200)),
+        Column("gpu_ids", json_type()),
         Column("seed", BigInteger),
         Column("split_hash", String(128)),
         Column("fidelity", String(20)),

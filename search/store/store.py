@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from leukmodels.errors import UserError
 from leukmodels.results import EpochRow, TrialResult
-from search.store import queries, ranking, schema
+from search.store import credentials, queries, ranking, schema
 from search.store.engine import (
     DEFAULT_CONNECT_TIMEOUT_S,
     begin_write,
@@ -77,6 +77,7 @@ class Store:
         except BaseException:
             engine.dispose()
             raise
+        credentials.register(resolved)  # pickled helpers find the password here, not in files
         return cls(engine, resolved)
 
     def close(self) -> None:
@@ -168,6 +169,10 @@ class Store:
         """Mark a study running, completed, interrupted or failed."""
         queries.check_status(status, schema.STUDY_STATUSES, "study")
         self._update_study(study_id, status=status)
+
+    def set_storage_path(self, study_id: int, path: str) -> None:
+        """Record where the study's Ray experiment state now lives (``resume --storage-path``)."""
+        self._update_study(study_id, storage_path=path)
 
     # -- trials ------------------------------------------------------------------------
 

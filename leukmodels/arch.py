@@ -20,6 +20,9 @@ stage is, and where in its blocks the attention goes, is the backbone adapter's 
   ``post_attn`` and applied by a forward hook.
 - DenseNet-121 (:mod:`leukmodels.backbones.densenet`): one attention after each dense
   block, before its transition, as ``features.attn1`` .. ``attn4``.
+- DDRNet (:mod:`leukmodels.backbones.ddrnet`, paper 002): after the stem, at the end of
+  each DRDB's fused branch (before its skip add) and after GLFEB; its own blocks are the
+  ``drdb`` / ``glfeb`` / ``csab`` / ``drdb_dilations`` / ``ddrnet_norm`` parameters.
 
 ``native_se='replace'`` puts the attention in place of a block's own SE (inside the
 block, on its expanded channels) instead of at the end of its branch. Only blocks with an SE
@@ -45,6 +48,7 @@ import torch
 from torch import Tensor, nn
 
 from leukmodels.backbones import BackboneAdapter, get_backbone
+from leukmodels.backbones.ddrnet import DDRNET_FIELDS
 from leukmodels.blocks.attention import (
     AttentionBlock,
     create_attn,
@@ -286,6 +290,8 @@ def arch_key(params: TrialParams) -> dict[str, Any]:
         key[f] = resolved.get(opt)
     if params.backbone_conv == "standard":
         key["output_stride"] = None
+    if params.backbone != "ddrnet":
+        key.update(dict.fromkeys(DDRNET_FIELDS))
     return key
 
 
@@ -294,6 +300,18 @@ def _compress(chosen: list[str]) -> str:
     if len(nums) > 1 and nums == list(range(nums[0], nums[-1] + 1)):
         return f"stage{nums[0]}-{nums[-1]}"
     return "stage" + ",".join(map(str, nums))
+
+
+def ddrnet_arch_label(params: TrialParams) -> str:
+    """``ddrnet[conv+DRDB+GLFEB+CSAB]`` (paper 002's Table 6 row), plus ``,bn`` and
+    ``,d1-1-1`` where the norm or the dilations differ from the paper's."""
+    from leukmodels.blocks.ddrnet import ddrnet_label
+
+    extras = [params.ddrnet_norm] if params.ddrnet_norm != "gn" else []
+    if params.drdb and params.drdb_dilations != [1, 2, 4]:
+        extras.append("d" + "-".join(map(str, params.drdb_dilations)))
+    body = ddrnet_label(params.drdb, params.glfeb, params.csab)
+    return f"ddrnet[{body}{''.join(',' + e for e in extras)}]"
 
 
 def arch_label(params: TrialParams) -> str:
@@ -306,6 +324,8 @@ def arch_label(params: TrialParams) -> str:
     """
     key = arch_key(params)
     label = params.backbone
+    if params.backbone == "ddrnet":
+        label = ddrnet_arch_label(params)
     if params.backbone_conv == "dilated":
         label += f"-os{params.output_stride}"
     if key["placement"]:

@@ -102,6 +102,19 @@ class TrialParams(_Strict):
     pooling: Pooling = "gap"
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     head_bn: bool = False
+    # DDRNet (backbone 'ddrnet', paper 002): its blocks as factors; other backbones ignore them
+    drdb: int = Field(1, ge=0, le=lim.MAX_DRDB, description="ddrnet: number of DRDBs (0 = off)")
+    glfeb: bool = Field(True, description="ddrnet: the GLFEB block (+ tanh) on or off")
+    csab: bool = Field(True, description="ddrnet: its CSAB block (after GLFEB) on or off")
+    drdb_dilations: list[int] = Field(
+        default_factory=lambda: [1, 2, 4],
+        min_length=1,
+        max_length=lim.MAX_DRDB_PATHS,
+        description="ddrnet: dilation of each DRDB dilated path (one plain path before each)",
+    )
+    ddrnet_norm: Literal["gn", "bn"] = Field(
+        "gn", description="ddrnet: GroupNorm (paper) or BatchNorm in the stem, DRDB and GLFEB"
+    )
 
     # --- loss -----------------------------------------------------------------------
     loss: Loss = "ce"
@@ -160,6 +173,13 @@ class TrialParams(_Strict):
             bad = [s for s in v if not (s.startswith("stage") and s[5:].isdigit())]
             if bad:
                 raise ValueError(f"unknown site(s) {bad}; sites are 'stage1'..'stageN' or 'all'")
+        return v
+
+    @field_validator("drdb_dilations")
+    @classmethod
+    def _dilations(cls, v: list[int]) -> list[int]:
+        if any(not 1 <= d <= lim.MAX_DILATION for d in v):
+            raise ValueError(f"drdb_dilations must each be 1..{lim.MAX_DILATION}")
         return v
 
     @field_validator("offline_noise", "test_noise")

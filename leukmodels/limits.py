@@ -29,6 +29,11 @@ MAX_SITES = 12
 2^sites - 1 levels)."""
 MAX_KERNEL = 31
 """Spatial-attention convolution kernel side."""
+MAX_DRDB = 8
+"""DDRNet blocks in sequence (each holds 2 x len(drdb_dilations) residual paths)."""
+MAX_DRDB_PATHS = 8
+MAX_DILATION = 16
+"""DRDB dilated paths and their dilation (at 224 px the DRDB maps are 56 px)."""
 MAX_NOISE_LEVELS = 8
 """offline_noise: each level adds a copy of the training set; test_noise: one test pass each."""
 MAX_SIGMA = 255.0

@@ -26,8 +26,14 @@ ARCH_FIELDS: tuple[str, ...] = (
     "output_stride",
     "pooling",
     "head_bn",
+    "drdb",
+    "glfeb",
+    "csab",
+    "drdb_dilations",
+    "ddrnet_norm",
 )
-"""TrialParams fields that change the layers (``pretrained`` and ``dropout`` do not)."""
+"""TrialParams fields that change the layers (``pretrained`` and ``dropout`` do not); the
+DDRNet block fields (``drdb`` .. ``ddrnet_norm``) only for ``backbone='ddrnet'``."""
 
 
 def sites(backbone: str) -> list[str]:

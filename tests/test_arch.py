@@ -42,6 +42,7 @@ BLOCKS_ALL = {
     "mobilenetv1_100": 13,
     "mobilenetv3_large_100": 16,
     "densenet121": 4,
+    "ddrnet": 3,  # stem, the DRDB, GLFEB
 }
 # Width of the pooled features with GAP: (input of timm's 1x1 conv head or None, classifier).
 POOLED = {
@@ -53,7 +54,9 @@ POOLED = {
     "mobilenetv1_100": (None, 1024),
     "mobilenetv3_large_100": (960, 1280),
     "densenet121": (None, 1024),
+    "ddrnet": (None, 64),
 }
+OWN_BLOCKS_OFF = {"ddrnet": {"csab": False}}  # DDRNet's own CSAB is an AttentionBlock too
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -86,7 +89,9 @@ def _seed() -> None:
     ("backbone", "attention", "pooling"), list(itertools.product(BACKBONES, ATTENTIONS, POOLINGS))
 )
 def test_every_combination_trains(backbone: str, attention: str, pooling: str) -> None:
-    model = build_model(TrialParams(backbone=backbone, attention=attention, pooling=pooling), 3)
+    own = OWN_BLOCKS_OFF.get(backbone, {})
+    params = TrialParams(backbone=backbone, attention=attention, pooling=pooling, **own)
+    model = build_model(params, 3)
     x = torch.randn(2, 3, 64, 64)
     out = model(x)
     assert out.shape == (2, 3)

@@ -48,7 +48,11 @@ BUILTINS = [
     "mobilenetv1_100",
     "mobilenetv3_large_100",
     "densenet121",
+    "ddrnet",
 ]
+OWN_BLOCKS_OFF = {"ddrnet": {"csab": False}}
+"""Parameters that switch off a backbone's own attention block (DDRNet's CSAB), so that
+every AttentionBlock in the model is one the ``attention`` parameter placed."""
 
 
 # --- a backbone that lives in this file only ------------------------------------------------
@@ -259,10 +263,11 @@ def test_adapter_matches_the_built_model(name: str) -> None:
     attention input is the output of its block's declared branch end, and nothing of the
     branch runs after the attention (it ends the branch, before the skip add)."""
     adapter = get_backbone(name)
-    model = build_model(TrialParams(backbone=name, attention="scab"), 2).eval()
+    own = OWN_BLOCKS_OFF.get(name, {})
+    model = build_model(TrialParams(backbone=name, attention="scab", **own), 2).eval()
     stages = adapter.stages(model.backbone)
     assert len(stages) == adapter.num_stages == len(sites(name)) and all(stages)
-    bare = adapter.stages(build_model(TrialParams(backbone=name), 2).backbone)
+    bare = adapter.stages(build_model(TrialParams(backbone=name, **own), 2).backbone)
     se = [i for i, s in enumerate(bare, 1) if all(adapter.native_se_channels(b) for b in s)]
     assert tuple(se) == adapter.native_se_stages
     others = [b for i, s in enumerate(bare, 1) if i not in se for b in s]

@@ -154,3 +154,80 @@ def test_stage_groups_and_out_channels_match_the_outputs(drdb: int, glfeb: bool)
     assert seen == {block: block.out_channels for group in groups for block in group}
     for block in groups[1]:  # a DRDB's residual branch ends at the fuse (before the add)
         assert block.fuse[0].out_channels == block.out_channels
+
+
+# --- the registered backbone 'ddrnet' and its space -------------------------------------------
+
+
+@pytest.mark.parametrize(("drdb", "glfeb", "csab"), GRID)
+def test_registered_ddrnet_builds_every_block_combination(
+    drdb: int, glfeb: bool, csab: bool
+) -> None:
+    from leukmodels.arch import arch_label, build_model
+    from leukmodels.config import TrialParams
+
+    params = TrialParams(backbone="ddrnet", drdb=drdb, glfeb=glfeb, csab=csab, dropout=0.2)
+    model = build_model(params, 4)
+    assert isinstance(model.backbone, DDRNet) and len(model.backbone.drdbs) == drdb
+    assert (model.backbone.glfeb is not None, model.backbone.csab is not None) == (glfeb, csab)
+    assert model.backbone.fc.__class__ is nn.Identity and model.head_drop.p == 0.2
+    assert model.backbone.head_drop.p == 0.0  # the dropout is LeukNet's, not twice
+    _train_step(model)
+    assert arch_label(params) == f"ddrnet[{ddrnet_label(drdb, glfeb, csab)}]"
+
+
+def test_ddrnet_params_reach_the_model_and_the_arch_key() -> None:
+    from leukmodels.arch import arch_key, arch_label, build_model
+    from leukmodels.config import TrialParams
+
+    params = TrialParams(
+        backbone="ddrnet", drdb=2, ddrnet_norm="bn", drdb_dilations=[1, 3], pooling="both"
+    )
+    model = build_model(params, 3)
+    assert len(model.backbone.drdbs) == 2
+    assert [p.dilation for p in model.backbone.drdbs[1].paths] == [1, 1, 1, 3]
+    assert not any(isinstance(m, nn.GroupNorm) for m in model.backbone.modules())
+    assert model.get_classifier().in_features == 128  # GAP + GMP of 64 channels
+    assert arch_label(params) == "ddrnet[conv+DRDBx2+GLFEB+CSAB,bn,d1-3] head=both"
+    # other backbones ignore the DDRNet fields: the same architecture whatever they say
+    assert arch_key(TrialParams(drdb=0, csab=False)) == arch_key(TrialParams())
+    assert arch_key(params) != arch_key(params.model_copy(update={"ddrnet_norm": "gn"}))
+    with pytest.raises(ValueError, match="drdb_dilations"):
+        TrialParams(backbone="ddrnet", drdb_dilations=[0, 2])
+
+
+def test_attention_sites_of_the_registered_ddrnet() -> None:
+    from leukmodels.arch import build_model, count_attention
+    from leukmodels.config import TrialParams
+
+    params = TrialParams(backbone="ddrnet", attention="se", drdb=2, csab=False)
+    model = build_model(params, 2)
+    assert count_attention(model) == 4  # stem, 2 DRDBs, GLFEB
+    _train_step(model, num_classes=2)
+    one = TrialParams(backbone="ddrnet", attention="cbam", placement=["stage2"], csab=False)
+    assert count_attention(build_model(one, 2)) == 1
+
+
+def test_describe_and_profile_of_the_ddrnet_space(capsys: pytest.CaptureFixture) -> None:
+    """The issue's "done when": describe lists the block factors and a grid of 8; profile
+    gives 8 complexity rows, one per block combination, the bare conv the smallest."""
+    import json
+    from pathlib import Path
+
+    from search.cli import main
+
+    space = str(Path(__file__).resolve().parents[1] / "spaces" / "ddrnet_blocks.yaml")
+    assert main(["describe", space, "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    factors = {f["name"]: f for f in info["factors"]}
+    assert {"drdb", "glfeb", "csab"} <= set(info["searched"])
+    assert factors["drdb"]["levels"] == [0, 1] and info["grid_size"] == 8
+    args = ["profile", space, "--input-size", "32", "--latency-runs", "1", "--json"]
+    assert main([*args, "--num-classes", "4"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    labels = {r["label"] for r in rows}
+    assert len(rows) == 8 == len(labels)
+    assert labels == {f"ddrnet[{ddrnet_label(*g)}]" for g in GRID}
+    by = {r["label"]: r for r in rows}
+    assert min(rows, key=lambda r: r["params"]) is by["ddrnet[conv]"]
+    assert by["ddrnet[conv+DRDB+GLFEB+CSAB]"]["flops"] == max(r["flops"] for r in rows)

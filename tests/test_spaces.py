@@ -31,6 +31,7 @@ PAPER_SPACES = (
     "cbam_focal",
     "mobilenet_l1",
     "loss_optimizer",
+    "ddrnet_blocks",
 )
 NO_PAPER = {"quickstart"}  # the README's demo study: no paper behind it, so no paper profile
 SMOKE_MAX_TRIALS = 30

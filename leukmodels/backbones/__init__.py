@@ -9,8 +9,8 @@ imported inside those methods). ``leukmodels.sites`` and ``TrialParams.backbone`
 the valid names, sites and tables from this registry. Built-in families, one file each
 (their docstrings say what a site is): :mod:`.resnet` (resnet18, resnet50),
 :mod:`.mobilenetv4` (conv small / medium), :mod:`.mobilenetv3` (large_100),
-:mod:`.efficientnet` (efficientnetv2_s, mobilenetv1_100), :mod:`.densenet` (densenet121);
-:mod:`.timm_base` holds the shared timm logic, :mod:`.modules` the torch helpers.
+:mod:`.efficientnet` (efficientnetv2_s, mobilenetv1_100), :mod:`.densenet` (densenet121),
+:mod:`.ddrnet` (ddrnet, paper 002, not a timm model); :mod:`.timm_base` holds the shared timm logic, :mod:`.modules` the torch helpers.
 
 Adding a backbone is one new file plus its test:
 
@@ -56,7 +56,14 @@ from leukmodels.backbones.registry import (
     register_backbone,
 )
 
-BUILTIN_FAMILIES = ("resnet", "mobilenetv4", "efficientnet", "mobilenetv3", "densenet")
+BUILTIN_FAMILIES = (
+    "resnet",
+    "mobilenetv4",
+    "efficientnet",
+    "mobilenetv3",
+    "densenet",
+    "ddrnet",
+)
 """The built-in adapter modules, imported (registered) in the order their names are listed."""
 for _family in BUILTIN_FAMILIES:
     importlib.import_module(f"{__name__}.{_family}")

@@ -240,6 +240,11 @@ class DataSpec(_Strict):
     augment: list[Any] | str = Field(default_factory=list)
     positive_class: str | None = None
     skip_bad_images: bool = False
+    near_duplicates: Literal["group", "ignore"] = Field(
+        "group",
+        description="near-duplicate images (augmented copies) go to one split group, or are "
+        "only counted (ignore); identical files are always de-duplicated",
+    )
     cache_dir: str | None = None
     workers: int = Field(0, ge=0, le=lim.MAX_WORKERS)
 

@@ -133,10 +133,40 @@ class Profile(Record):
 
 
 class SplitInfo(Record):
-    """The split's hash (same images, same hash) and the warnings raised making it."""
+    """The split facts: its hash (same images, same hash), the images per split, how it
+    was grouped, what the leakage guard found (:mod:`leukmodels.data.leakage`) and every
+    warning raised making it. Fields after ``warnings`` are absent (None) in results
+    stored before the leakage guard."""
 
     hash: str
     warnings: list[str] = []
+    sizes: dict[str, int] | None = Field(None, exclude_if=_unset)  # train/val/test images
+    grouped_by_patient: bool | None = Field(None, exclude_if=_unset)
+    n_duplicates: int | None = Field(None, exclude_if=_unset)  # identical files dropped
+    n_near_duplicates: int | None = Field(None, exclude_if=_unset)  # images in such groups
+    n_near_groups: int | None = Field(None, exclude_if=_unset)
+    near_duplicates: str | None = Field(None, exclude_if=_unset)  # how they were grouped
+
+    def header(self) -> list[str]:
+        """The facts as lines for a report header (test n, grouping, duplicates, warnings)."""
+        lines = []
+        if self.sizes is not None:
+            sizes = ", ".join(f"{k} {v:,}" for k, v in self.sizes.items())
+            lines.append(f"split {self.hash}: {sizes} images")
+        if self.grouped_by_patient is not None:
+            lines.append(
+                "grouped by patient" if self.grouped_by_patient else "not grouped by patient"
+            )
+        if self.n_duplicates is not None:
+            lines.append(
+                f"{self.n_duplicates} identical file(s) dropped; {self.n_near_duplicates} "
+                f"near-duplicate image(s) in {self.n_near_groups} group(s): {self.near_duplicates}"
+            )
+        return lines + [f"warning: {w}" for w in self.warnings]
+
+
+SplitFacts = SplitInfo
+"""The name the report uses for a trial's split facts."""
 
 
 class DataReport(Record):

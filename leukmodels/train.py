@@ -328,7 +328,7 @@ def evaluate(run: Run, fitted: Fitted) -> TrialResult:
         test=test,
         noise=noise,
         profile=Profile.model_validate({k: complexity[k] for k in Profile.model_fields}),
-        split=SplitInfo(hash=data.split.hash, warnings=list(data.split.warnings)),
+        split=data.facts or SplitInfo(hash=data.split.hash, warnings=list(data.split.warnings)),
         data_report=_data_report(data),
         timings=Timings(
             data_prepare_s=data.timings.get("total_s"),

@@ -11,7 +11,9 @@ Files under the cache folder (``DataSpec.cache_dir``, else $LEUKSEARCH_CACHE, el
 mean/std (for Reinhard fitting without a pass over the images) and ``<key>.json`` (labels,
 patients, predefined split, class names, bad images, counts). Each file is written to a
 temporary name and renamed into place, the JSON last, and a reader trusts only a complete
-JSON: a concurrent trial never sees half a cache. Builders on one machine take an
+JSON: a concurrent trial never sees half a cache. The JSON also holds what the leakage
+guard needs (:mod:`leukmodels.data.leakage`): each image's name, the hash of its file's
+bytes (of its pixels for in-memory images) and the near-duplicate pairs, found once here. Builders on one machine take an
 exclusive lock on ``<key>.lock`` so a second trial waits and then reuses the first one's
 work; where locking is unavailable both build and the last rename wins (same content).
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import json
 import os
 import time
@@ -35,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from leukmodels.data.decode import MAX_WORKING_SIDE, process, read_mask, read_rgb
+from leukmodels.data.leakage import BITS, content_hash, near_pairs, signature
 from leukmodels.data.source import DatasetSource, short_hash
 from leukmodels.data.splits import limit_indices
 from leukmodels.errors import DataError
@@ -44,7 +48,7 @@ try:
 except ImportError:  # pragma: no cover - not POSIX
     fcntl = None
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 DEFAULT_CACHE_DIR = "~/.cache/leuksearch"
 LIMIT_SEED = 0
 """The ``limit`` subsample is fixed per dataset and limit (not per split seed), so trials share it."""
@@ -88,6 +92,9 @@ class DecodedSet:
     predefined: np.ndarray | None
     class_names: list[str]
     source_index: np.ndarray  # row -> index in the (un-limited) source
+    names: list[str]  # each row's path (or in-memory name), for messages
+    content: list[str]  # each row's content hash (leukmodels.data.leakage)
+    near_pairs: np.ndarray  # (m, 2) rows that are near-duplicates
     bad_images: list[str]  # "path: reason" of images that could not be decoded
     n_no_nucleus: int
     path: Path
@@ -132,6 +139,9 @@ def _open(paths: dict[str, Path], key: str) -> DecodedSet | None:
         predefined=None if meta["predefined"] is None else np.asarray(meta["predefined"]),
         class_names=list(meta["class_names"]),
         source_index=np.asarray(meta["source_index"], dtype=np.int64),
+        names=list(meta["names"]),
+        content=list(meta["content"]),
+        near_pairs=np.asarray(meta["near_pairs"], dtype=np.int64).reshape(-1, 2),
         bad_images=list(meta["bad_images"]),
         n_no_nucleus=int(meta["n_no_nucleus"]),
         path=paths["images"],
@@ -237,6 +247,8 @@ def _build(
     lab = np.zeros((n, 2, 3), np.float32)
     ok = np.zeros(n, dtype=bool)
     found = np.zeros(n, dtype=bool)
+    content = [""] * n
+    signatures = np.zeros((n, 8, -(-BITS // 8)), np.uint8)
     errors: dict[int, str] = {}
 
     def decode(j: int) -> None:
@@ -245,13 +257,17 @@ def _build(
         if source.images is not None:
             image = np.asarray(source.images[i])
             mask = None if source.masks is None else np.asarray(source.masks[i])
+            content[j] = content_hash(np.ascontiguousarray(image).tobytes())
         else:
-            image = read_rgb(source.paths[i], working)
+            data = source.paths[i].read_bytes()  # symlinks resolved: a link is its target
+            content[j] = content_hash(data)
+            image = read_rgb(io.BytesIO(data), working)
             mask_path = source.mask_paths[i] if source.mask_paths is not None else None
             mask = read_mask(mask_path) if mask_path is not None else None
         item = process(image, image_size, nucleus_crop=nucleus_crop, clahe=clahe, mask=mask)
         images[j] = item.image
         lab[j] = item.lab_stats
+        signatures[j] = signature(item.image)
         if masks is not None and item.mask is not None:
             masks[j] = item.mask
         ok[j], found[j] = True, item.nucleus_found
@@ -300,6 +316,9 @@ def _build(
         "patients": None if source.patients is None else source.patients[src].tolist(),
         "predefined": None if source.predefined is None else source.predefined[src].tolist(),
         "source_index": src.tolist(),
+        "names": [source.describe(int(i)) for i in src],
+        "content": [content[j] for j in kept],
+        "near_pairs": near_pairs(signatures[kept]).tolist(),
         "has_masks": masks is not None,
         "bad_images": [f"{source.describe(int(rows[j]))}: {errors[j]}" for j in sorted(errors)],
         "n_no_nucleus": int(nucleus_crop) * int((~found[kept]).sum()),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import cv2
 import numpy as np
@@ -26,6 +27,9 @@ from leukmodels.data.preprocess import lab_stats
 
 MAX_WORKING_SIDE = 1024
 """Images are decoded with the long side at most this (JPEG draft mode, then area resize)."""
+MAX_SOURCE_PIXELS = 64_000_000
+"""A file that says it holds more pixels than this is refused before decoding (a cell image
+is far smaller; a 'decompression bomb' is a small file claiming billions)."""
 
 
 @dataclass
@@ -47,9 +51,15 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
 
 
-def read_rgb(path: Path, working_side: int = MAX_WORKING_SIDE) -> np.ndarray:
-    """Decode an image file to uint8 RGB (H, W, 3); raises on unreadable or truncated files."""
+def read_rgb(path: Path | BinaryIO, working_side: int = MAX_WORKING_SIDE) -> np.ndarray:
+    """Decode an image file to uint8 RGB (H, W, 3); raises on unreadable or truncated files
+    and on files claiming more than :data:`MAX_SOURCE_PIXELS` pixels."""
     with Image.open(path) as img:
+        if img.width * img.height > MAX_SOURCE_PIXELS:
+            raise ValueError(
+                f"{img.width} x {img.height} pixels is more than {MAX_SOURCE_PIXELS:,} "
+                "(a decompression bomb or not a cell image)"
+            )
         img.draft("RGB", (working_side, working_side))  # JPEG: decode at a reduced scale
         img.load()
         rgb = _to_rgb(img)

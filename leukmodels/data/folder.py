@@ -36,16 +36,33 @@ _SPLIT_ALIASES = {
 }
 
 
-def list_images(folder: Path) -> list[Path]:
+def list_images(folder: Path, _above: frozenset[Path] = frozenset()) -> list[Path]:
     """Image files under `folder`, recursively, sorted; skips '.'/'_' folders and '.' files.
 
     (File names may start with '_': the Kaggle blood-cell images are named ``_0_1169.jpeg``.)
+    Symbolic links are followed, but a folder link that leads back into its own parents
+    (a loop) and an image link that leads nowhere are refused with their paths.
     """
+    here = folder.resolve()
+    above = _above | {here}
     found: list[Path] = []
     for entry in sorted(folder.iterdir()):
+        if entry.is_symlink() and not entry.exists():
+            if entry.suffix.lower() in IMAGE_EXTENSIONS:
+                raise DataError(
+                    f"{entry} is a symbolic link that leads nowhere (broken, or a loop); "
+                    "fix or remove it"
+                )
+            continue
         if entry.is_dir():
-            if not is_ignored(entry.name):
-                found.extend(list_images(entry))
+            if is_ignored(entry.name):
+                continue
+            if entry.resolve() in above:
+                raise DataError(
+                    f"{entry} is a symbolic link loop (it leads back to {entry.resolve()}, "
+                    "which contains it); remove the link"
+                )
+            found.extend(list_images(entry, above))
         elif is_image(entry) and not entry.name.startswith("."):
             found.append(entry)
     return found
@@ -65,7 +82,7 @@ def scan_image_folder(root: Path, name: str | None = None) -> DatasetSource:
     labels: list[int] = []
     empty: list[str] = []
     for label, class_dir in enumerate(class_dirs):
-        images = list_images(class_dir)
+        images = list_images(class_dir, frozenset({root.resolve()}))
         if not images:
             empty.append(class_dir.name)
         paths.extend(images)
@@ -102,17 +119,32 @@ def _class_order(values: list[str]) -> list[str]:
         return sorted(unique)
 
 
+def _absent(path: Path) -> str:
+    """A missing file as a message names it (links that lead nowhere say so)."""
+    if path.is_symlink():
+        return f"{path} (a symbolic link that leads nowhere: broken, or a loop)"
+    return f"{path} (a folder)" if path.is_dir() else str(path)
+
+
 def read_manifest(csv_path: Path) -> DatasetSource:
     """Resolve a CSV manifest (path,label[,patient,split,mask]) into a source."""
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise DataError(f"manifest {csv_path} does not exist; expected {MANIFEST_LAYOUT}")
-    with open(csv_path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        columns = [c.strip().lower() for c in (reader.fieldnames or [])]
-        rows = [
-            {k.strip().lower(): (v or "").strip() for k, v in row.items() if k} for row in reader
-        ]
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            columns = [c.strip().lower() for c in (reader.fieldnames or [])]
+            rows = [
+                {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
+                for row in reader
+            ]
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"manifest {csv_path} is not UTF-8 text (byte {exc.start}); expected {MANIFEST_LAYOUT}"
+        ) from None
+    except csv.Error as exc:
+        raise DataError(f"manifest {csv_path} is not valid CSV ({exc})") from None
     missing = [c for c in ("path", "label") if c not in columns]
     if missing:
         raise DataError(
@@ -127,11 +159,11 @@ def read_manifest(csv_path: Path) -> DatasetSource:
         return path if path.is_absolute() else base / path
 
     paths = [resolve(r["path"]) for r in rows]
-    absent = [str(p) for p in paths if not p.is_file()]
+    absent = [_absent(p) for p in paths if not p.is_file()]
     mask_paths: list[Path | None] | None = None
     if "mask" in columns:
         mask_paths = [resolve(r["mask"]) if r.get("mask") else None for r in rows]
-        absent += [str(p) for p in mask_paths if p is not None and not p.is_file()]
+        absent += [_absent(p) for p in mask_paths if p is not None and not p.is_file()]
         if all(p is None for p in mask_paths):
             mask_paths = None
     if absent:

@@ -5,7 +5,9 @@ Order, each step only where it belongs:
 1. resolve the dataset (:func:`leukmodels.data.registry.resolve_dataset`);
 2. open or build the decode cache (``limit`` subsample, nucleus crop, resize and pad,
    CLAHE), shared by every trial on the machine (:mod:`leukmodels.data.cache`);
-3. split (:func:`leukmodels.data.splits.make_split`), before anything that could leak;
+3. leakage guard (:mod:`leukmodels.data.leakage`): identical files dropped or refused,
+   near-duplicates grouped; then split (:func:`leukmodels.data.splits.make_split`),
+   before anything that could leak;
 4. Reinhard target fitted on the training split only (from the per-image statistics the
    cache stores), applied to every split;
 5. training split only: HSV de-saturated copies of minority classes, then one Gaussian
@@ -32,12 +34,14 @@ from leukmodels.config import DataSpec, TrialParams
 from leukmodels.data.arrays import SplitArrays, StainNorm
 from leukmodels.data.augment import build_augment, validate_augment
 from leukmodels.data.balance import desat_copies
-from leukmodels.data.cache import load_or_decode
+from leukmodels.data.cache import DecodedSet, load_or_decode
+from leukmodels.data.leakage import Leakage, guard
 from leukmodels.data.loaders import make_loader
 from leukmodels.data.noise import add_gaussian_noise, noisy_copies
 from leukmodels.data.preprocess import ReinhardTarget
 from leukmodels.data.registry import resolve_dataset
-from leukmodels.data.splits import Split, make_split
+from leukmodels.data.splits import Split, make_split, remap
+from leukmodels.results import SplitInfo
 
 logger = logging.getLogger("leukmodels.data")
 Log = Callable[[str], None]
@@ -63,6 +67,7 @@ class PreparedData:
     workers: int
     stain_target: ReinhardTarget | None = None
     has_masks: bool = False
+    facts: SplitInfo | None = None  # the split facts a trial records (report header)
 
     @property
     def num_classes(self) -> int:
@@ -111,13 +116,7 @@ def prepare_data(spec: DataSpec, params: TrialParams, log: Log | None = None) ->
             f"nucleus crop found no nucleus in {decoded.n_no_nucleus} image(s); kept them whole",
         )
 
-    split = make_split(
-        decoded.labels,
-        spec.split,
-        groups=decoded.patients,
-        predefined=decoded.predefined,
-        class_names=names,
-    )
+    split, leak = _split(decoded, spec)
     for warning in split.warnings:
         _say(log, warning, logging.WARNING)
     stain = None
@@ -162,6 +161,54 @@ def prepare_data(spec: DataSpec, params: TrialParams, log: Log | None = None) ->
         workers=spec.workers,
         stain_target=None if stain is None else stain.target,
         has_masks=decoded.masks is not None,
+        facts=split_facts(split, leak, spec),
+    )
+
+
+def _split(decoded: DecodedSet, spec: DataSpec) -> tuple[Split, Leakage]:
+    """The leakage guard, then the split of the rows it keeps (indices into `decoded`)."""
+    leak = guard(
+        decoded.content,
+        decoded.near_pairs,
+        decoded.labels,
+        decoded.predefined,
+        decoded.class_names,
+        decoded.names,
+        group_copies=spec.near_duplicates == "group",
+    )
+    rows = leak.keep
+    split = make_split(
+        decoded.labels[rows],
+        spec.split,
+        groups=None if decoded.patients is None else decoded.patients[rows],
+        predefined=None if decoded.predefined is None else decoded.predefined[rows],
+        class_names=decoded.class_names,
+        copies=leak.copies,
+    )
+    split = remap(split, rows, spec.split)
+    split.warnings[:0] = leak.warnings
+    return split, leak
+
+
+def split_facts(split: Split, leak: Leakage, spec: DataSpec) -> SplitInfo:
+    """What a trial records about its split (see :class:`leukmodels.results.SplitInfo`)."""
+    if leak.n_near_groups == 0:
+        how = "none found"
+    elif spec.near_duplicates == "ignore":
+        how = "counted only (data.near_duplicates: ignore)"
+    elif spec.split.kind == "predefined":
+        how = "the dataset's own split is used as given"
+    else:
+        how = "each group kept in one split" + (" with its patients" if split.grouped else "")
+    return SplitInfo(
+        hash=split.hash,
+        warnings=list(split.warnings),
+        sizes=split.sizes(),
+        grouped_by_patient=split.grouped,
+        n_duplicates=leak.n_duplicates,
+        n_near_duplicates=leak.n_near_duplicates,
+        n_near_groups=leak.n_near_groups,
+        near_duplicates=how,
     )
 
 

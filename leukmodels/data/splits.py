@@ -13,6 +13,10 @@ than ``ceil(1 / share)`` (and than ``k`` for k-fold), cannot be represented in e
 split: it is kept whole in training and a warning says so, instead of failing inside the
 stratifier. Everything is deterministic in ``spec.seed``; :attr:`Split.hash` identifies a
 split for the store.
+
+``copies`` (near-duplicate groups from :mod:`leukmodels.data.leakage`) are indivisible
+too: with patients, a patient and every image linked to one of theirs form one group;
+without, each near-duplicate group is a group (the other images are groups of one).
 """
 
 from __future__ import annotations
@@ -41,8 +45,9 @@ class Split:
     val: np.ndarray
     test: np.ndarray
     hash: str
-    grouped: bool
+    grouped: bool  # by patient
     warnings: list[str] = field(default_factory=list)
+    copies_grouped: bool = False  # near-duplicate groups kept whole
 
     def sizes(self) -> dict[str, int]:
         """Number of images per split."""
@@ -68,9 +73,16 @@ def _needed(share: float) -> int:
 class _Splitter:
     """The state of one split: labels, optional groups, names for messages, warnings."""
 
-    def __init__(self, labels: np.ndarray, groups: np.ndarray | None, names: Sequence[str] | None):
+    def __init__(
+        self,
+        labels: np.ndarray,
+        groups: np.ndarray | None,
+        names: Sequence[str] | None,
+        unit: str = "patients",
+    ):
         self.labels = labels
         self.groups = groups
+        self.unit = unit if groups is not None else "images"
         self.names = names
         self.warnings: list[str] = []
         self.train_only: set[int] = set()  # classes kept whole in training
@@ -86,7 +98,7 @@ class _Splitter:
         self, idx: np.ndarray, needed: int, what: str
     ) -> tuple[np.ndarray, np.ndarray]:
         """Split `idx` into (eligible, kept-in-train): classes with < `needed` units are kept."""
-        unit = "patients" if self.groups is not None else "images"
+        unit = self.unit
         small = []
         for label in np.unique(self.labels[idx]):
             if int(label) in self.train_only:
@@ -167,22 +179,36 @@ def _groups_for(spec: SplitSpec, groups: np.ndarray | None) -> np.ndarray | None
     return np.asarray(groups).astype(str)
 
 
+def _with_copies(groups: np.ndarray | None, copies: np.ndarray | None) -> np.ndarray | None:
+    """Patient groups joined with near-duplicate groups (see the module docstring)."""
+    if copies is None:
+        return groups
+    if groups is None:
+        return np.asarray(copies).astype(str)
+    from leukmodels.data.leakage import merge_groups
+
+    return merge_groups(groups, copies).astype(str)
+
+
 def make_split(
     labels: np.ndarray,
     spec: SplitSpec,
     groups: np.ndarray | None = None,
     predefined: np.ndarray | None = None,
     class_names: Sequence[str] | None = None,
+    copies: np.ndarray | None = None,
 ) -> Split:
     """Split indices ``0..len(labels)-1`` per `spec` (see the module docstring).
 
     `groups` holds the patient of each image (or None); `predefined` the dataset's own
-    split ("train"/"val"/"test") or fold names, used by ``kind: predefined``.
+    split ("train"/"val"/"test") or fold names, used by ``kind: predefined``; `copies`
+    the near-duplicate group of each image (or None).
     """
     labels = np.asarray(labels, dtype=np.int64)
     everything = np.arange(len(labels))
-    g = _groups_for(spec, groups)
-    s = _Splitter(labels, g, class_names)
+    patients = _groups_for(spec, groups)
+    g = _with_copies(patients, copies)
+    s = _Splitter(labels, g, class_names, "patients" if patients is not None else "image groups")
     val_what = "the validation split"
     if spec.kind == "holdout":
         rest, test = s.carve(everything, spec.test, spec.seed, f"a {spec.test:.0%} test split")
@@ -223,8 +249,26 @@ def make_split(
         val=val,
         test=test,
         hash=split_hash(spec, train, val, test),
-        grouped=g is not None,
+        grouped=patients is not None,
         warnings=s.warnings,
+        copies_grouped=copies is not None,
+    )
+
+
+def remap(split: Split, rows: np.ndarray, spec: SplitSpec) -> Split:
+    """`split`, made over ``rows`` of a dataset, as indices into the whole dataset."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if len(rows) and np.array_equal(rows, np.arange(len(rows))):
+        return split
+    train, val, test = rows[split.train], rows[split.val], rows[split.test]
+    return Split(
+        train=train,
+        val=val,
+        test=test,
+        hash=split_hash(spec, train, val, test),
+        grouped=split.grouped,
+        warnings=split.warnings,
+        copies_grouped=split.copies_grouped,
     )
 
 

@@ -38,7 +38,7 @@ study: planted
 description: a store built for the report tests
 data:
   dataset: all_idb2
-  split: {kind: holdout, train: 0.8, val: 0.1, test: 0.1}
+  split: {kind: holdout, train: 0.8, val: 0.1, test: 0.1, group: none}
   image_size: 64
 search:
   algorithm: tpe
@@ -63,6 +63,7 @@ space:
 reference:
   source: A made-up paper (2026)
   scale: percent
+  facts: {grouping: image, pretrained: false, image_size: 64}
   rows:
     - {config: ResNet18+SCAB, dataset: all_idb2, protocol: holdout, accuracy: 90.0, accuracy_gain: 2.0}
     - {config: ResNet18+SCAB, dataset: cnmc2019, protocol: holdout, accuracy: 93.0}
@@ -305,7 +306,7 @@ def test_html_is_self_contained(planted):
     assert page.count("<table") >= 2 * 2 + 1  # two tables per factor, configurations, ...
 
 
-def test_reference_compared_only_where_dataset_and_protocol_match(planted):
+def test_reference_compared_only_where_every_fact_matches(planted):
     _, report = planted
     ref = report.tables["reference"]
     ok = ref[ref["comparable"]]

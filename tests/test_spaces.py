@@ -20,6 +20,7 @@ from leukmodels.data.splits import make_split
 from search.optuna_space import enqueued_trials, study_budget
 from search.report.collect import EXTRA_METRICS, METRICS
 from search.space import iter_ablation_points, load_space
+from search.space.models import ReferenceFacts
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACES = sorted((ROOT / "spaces").glob("*.yaml"))
@@ -39,7 +40,7 @@ SMOKE_MAX_TRIALS = 30
 synthetic images this is what fits in ten minutes on two CPUs (see spaces/README.md)."""
 SMOKE_MAX_EPOCHS = 5
 REFERENCE_METRICS = set(METRICS) | set(EXTRA_METRICS)
-ROW_KEYS = {"config", "dataset", "protocol"}
+ROW_KEYS = {"config", *ReferenceFacts.model_fields}
 
 
 def space_path(name: str) -> Path:
@@ -287,14 +288,23 @@ def _planted(space, dataset: str):
     return StudyData(study=study, space=space, trials=pd.DataFrame(rows))
 
 
-def _compared(name: str, profile: str | None, dataset: str) -> dict[tuple, bool]:
+def _reference(name: str, profile: str | None, dataset: str):
     from search.report.paper import reference_table
 
     ref = reference_table(_planted(load_space(space_path(name), profile), dataset))
     assert len(ref), f"{name}: no reference values"
+    return ref
+
+
+def _compared(name: str, profile: str | None, dataset: str) -> dict[tuple, bool]:
+    """Whether each reference row meets these runs on dataset and protocol (the other facts,
+    grouping, pretraining, image size, averaging, are checked by _differing)."""
     out: dict[tuple, bool] = {}
-    for r in ref.itertuples():
-        out[(r.config, r.dataset, r.protocol, r.metric, r.kind)] = bool(r.comparable)
+    for r in _reference(name, profile, dataset).itertuples():
+        parts = str(r.why_not or "").split("; ")
+        out[(r.config, r.dataset, r.protocol, r.metric, r.kind)] = not any(
+            p.startswith(("dataset", "protocol", "configuration")) for p in parts
+        )
         if r.comparable:
             assert r.ours == 50.0 or (r.kind == "gain" and r.ours == 0.0)
     return out
@@ -328,3 +338,18 @@ def test_reference_rows_meet_the_runs_of_their_protocol_on_real_data() -> None:
         got = _compared(name, "paper", "all_taleqani")
         assert any(got.values())
         assert all(ok == (k[1] == "all_taleqani" and k[2] == "holdout") for k, ok in got.items())
+
+
+def test_reference_rows_differing_in_size_pretraining_or_leakage_say_so() -> None:
+    """Beyond dataset and protocol: what a paper does not state never matches, what differs
+    is named, and paper 000's leaked ALL-IDB2 / Mixture rows are marked."""
+    ref = _reference("attention_placement", "paper", "all_idb2")
+    assert not ref["comparable"].any()  # paper 000 states no image size
+    assert ref["why_not"].str.contains("image size: not stated by the paper").all()
+    leaked = set(ref.loc[ref["leakage"].notna(), "dataset"])
+    assert leaked == {"all_idb2", "mixture_leukemia"}
+    assert ref.loc[ref["leakage"].notna(), "leakage"].str.contains("before splitting").all()
+    assert ref["measured_under"].str.contains(r"grouping image \(inferred\)").all()
+    # paper 004 used ImageNet weights at 224 px; the smoke runs train from scratch at 64 px
+    why = _reference("mobilenet_l1", None, "cnmc2019")["why_not"]
+    assert why.str.contains("pretrained: paper pretrained weights, ours from scratch").all()

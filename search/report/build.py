@@ -255,12 +255,20 @@ class _Builder:
             "ours = the configuration minus the same point with attention none).",
             table=display.reference_display(ref),
         )
+        leaked = ref[ref["leakage"].notna()]
+        for (config, dataset), group in leaked.groupby(["config", "dataset"], sort=False):
+            self.add(
+                "p",
+                f"Leakage: the paper's {config} on {dataset} ({len(group)} value(s), marked "
+                f"'(leakage)'): {group['leakage'].iloc[0]}",
+            )
         bad = ref[~ref["comparable"].astype(bool)]
         if len(bad):
-            reasons = "; ".join(sorted(set(bad["why_not"].astype(str))))
+            parts = {p.split(":")[0] for why in bad["why_not"].astype(str) for p in why.split("; ")}
             self.missing.append(
                 f"{len(bad)} of {len(ref)} reference values cannot be compared with this study "
-                f"({reasons}); they are listed beside ours, not set against them."
+                f"(they differ in: {', '.join(sorted(parts))}; see 'what differs' beside each); "
+                "they are listed beside ours, not set against them."
             )
 
     def importance(self) -> None:

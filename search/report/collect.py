@@ -108,6 +108,7 @@ _COLUMNS = [
     "class_names",
     "noise",
     "data",
+    "split",
     PREDICTIONS,
 ]
 
@@ -148,6 +149,7 @@ def _trial_row(space: Space, t: TrialRecord) -> dict[str, Any]:
     }
     row.update(_result_columns(t.result))
     row[PREDICTIONS] = test_predictions(t.result, config.get("data"))
+    row["split"] = (t.result.extra or {}).get("split") if t.result is not None else None
     return row
 
 

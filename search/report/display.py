@@ -209,20 +209,27 @@ def configurations_display(conf: pd.DataFrame, ref: pd.DataFrame) -> pd.DataFram
         row.update({m: mean_std(by.loc[m, "mean"], by.loc[m, "std"]) for m in METRICS})
         for _, r in ok[ok["config"] == name].iterrows():
             tag = r["metric"] + (" gain" if r["kind"] == "gain" else "")
-            row[f"paper {tag}"] = num(r["paper"])
+            leak = r.get("leakage")
+            row[f"paper {tag}"] = num(r["paper"]) + (" (leakage)" if isinstance(leak, str) else "")
             row[f"Δ {tag} (ours - paper)"] = num(r["diff"], sign=True)
         rows.append(row)
     return pd.DataFrame(rows).fillna("")
 
 
 def reference_display(ref: pd.DataFrame) -> pd.DataFrame:
+    """Every reference value; what differs from our runs; a leaked protocol marked."""
     shown = ref.assign(
-        paper=ref["paper"].map(num),
+        paper=[
+            num(p) + (" (leakage)" if isinstance(leak, str) and leak else "")
+            for p, leak in zip(ref["paper"], ref["leakage"], strict=True)
+        ],
         ours=ref["ours"].map(num),
         diff=ref["diff"].map(lambda x: num(x, sign=True)),
         comparable=ref["comparable"].map(yes_no),
     )
-    return shown.fillna("").rename(columns={"why_not": "why not comparable"})
+    return shown.fillna("").rename(
+        columns={"why_not": "what differs", "measured_under": "paper measured under"}
+    )
 
 
 def importance_display(table: pd.DataFrame) -> pd.DataFrame:

@@ -82,13 +82,41 @@ class AblationSpec(_Strict):
     )
 
 
+REFERENCE_FACTS = ("dataset", "protocol", "grouping", "pretrained", "image_size", "averaging")
+"""What a reference number must match in a study to be compared with it."""
+
+
+class ReferenceFacts(_Strict):
+    """What a reference number was measured under (None: the paper does not say).
+
+    ``inferred`` names the facts that are our inference rather than the paper's words;
+    ``leakage`` says how the paper's protocol leaked test information into training.
+    """
+
+    dataset: str | None = None
+    protocol: str | None = None
+    grouping: Literal["patient", "image"] | None = None
+    pretrained: bool | None = None
+    image_size: int | None = Field(None, ge=1)
+    averaging: Literal["macro", "weighted", "micro", "positive"] | None = None
+    inferred: list[Literal[REFERENCE_FACTS]] = Field(default_factory=list)  # type: ignore[valid-type]
+    leakage: str | None = None
+
+
 class ReferenceSpec(_Strict):
-    """What the paper reports, to set beside our numbers."""
+    """What the paper reports, to set beside our numbers; ``facts`` hold what every row
+    shares (a row's own keys override them)."""
 
     source: str
     scale: Literal["percent", "fraction"] = "percent"
     note: str = ""
+    facts: ReferenceFacts = Field(default_factory=ReferenceFacts)
     rows: list[dict[str, Any]] = Field(default_factory=list)
+
+    def row_facts(self, row: dict[str, Any]) -> ReferenceFacts:
+        """The facts of one row: the shared ``facts`` with the row's own on top."""
+        own = {k: row[k] for k in ReferenceFacts.model_fields if k in row}
+        return ReferenceFacts.model_validate({**self.facts.model_dump(), **own})
 
 
 @dataclass

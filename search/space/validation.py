@@ -170,6 +170,12 @@ def _check_reference(space: Space, errors: Errors) -> None:
         return
     known = set(space.ablation.configurations)
     for i, row in enumerate(space.reference.rows):
+        try:
+            space.reference.row_facts(row)
+        except ValidationError as e:
+            first = e.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            errors.add(("reference", "rows", i), f"{where}: {first['msg']}")
         cfg = row.get("config")
         if cfg is None:
             errors.add(("reference", "rows", i), "each reference row names its 'config'")

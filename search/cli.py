@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK
 """The ``leuksearch`` command line.
 
 Every subcommand exits 0 on success, 2 on a user error (one message naming the file, key
@@ -97,7 +98,18 @@ def _add_db(p: argparse.ArgumentParser) -> None:
 
 def _add_study(p: argparse.ArgumentParser, required: bool = True, help: str | None = None) -> None:
     """--study: a name, checked by search.names before anything opens a database or a folder."""
-    p.add_argument("--study", required=required, type=_name("study name"), help=help)
+    p.add_argument(
+        "--study",
+        required=required,
+        type=_name("study name"),
+        help=help or "study name (`leuksearch studies` lists them)",
+    )
+
+
+def _add_epochs(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--epochs", type=_int_in(1, limits.MAX_EPOCHS), help="train this many epochs instead"
+    )
 
 
 def _add_ray(p: argparse.ArgumentParser) -> None:
@@ -149,29 +161,57 @@ def _inspect_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         help="params, FLOPs and latency of every architecture in a space",
     )
     _add_space(p)
-    p.add_argument("--input-size", type=int, default=224)
-    p.add_argument("--num-classes", type=int, default=None, help="default: the space's data")
-    p.add_argument("--latency-runs", type=int, default=10)
+    p.add_argument(
+        "--input-size", type=int, default=224, help="image side in pixels (default 224)"
+    )
+    p.add_argument(
+        "--num-classes", type=int, default=None, help="classes of the head (default: the space's data)"
+    )
+    p.add_argument(
+        "--latency-runs", type=int, default=10, help="forward passes timed per model (default 10)"
+    )
     p = sub.add_parser(
         "synth", parents=[common], help="write a synthetic blood-smear dataset as an ImageFolder"
     )
     p.add_argument("out", help="output folder")
-    p.add_argument("--classes", type=int, default=2, choices=(2, 4))
-    p.add_argument("--n", type=_int_in(1, limits.MAX_IMAGES), default=2000)
-    p.add_argument("--size", type=_int_in(limits.MIN_IMAGE_SIZE, limits.MAX_IMAGE_SIZE), default=64)
-    p.add_argument("--patients", type=_int_in(2, limits.MAX_PATIENTS), default=40)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--format", default="png", choices=("png", "jpg"))
+    p.add_argument(
+        "--classes", type=int, default=2, choices=(2, 4), help="2 (blast/normal) or 4 cell types"
+    )
+    p.add_argument(
+        "--n", type=_int_in(1, limits.MAX_IMAGES), default=2000, help="images to write (default 2000)"
+    )
+    p.add_argument(
+        "--size",
+        type=_int_in(limits.MIN_IMAGE_SIZE, limits.MAX_IMAGE_SIZE),
+        default=64,
+        help="image side in pixels (default 64)",
+    )
+    p.add_argument(
+        "--patients",
+        type=_int_in(2, limits.MAX_PATIENTS),
+        default=40,
+        help="simulated patients the images are drawn from (default 40)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--format", default="png", choices=("png", "jpg"), help="image file format (default png)"
+    )
 
 
 def _train_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "trial", parents=[common], help="train one configuration without Ray or a database"
     )
-    _add_space(p)
+    p.add_argument("space", nargs="?", help="search space YAML file (or give --config)")
+    p.add_argument(
+        "--profile", type=_name("profile name"), help="profile of the space to apply, e.g. smoke"
+    )
+    p.add_argument(
+        "--config", help="a trial configuration file from `leuksearch export` (instead of SPACE)"
+    )
     _add_data(p)
     p.add_argument("--params", help="JSON object of parameters (default: the space's baseline)")
-    p.add_argument("--epochs", type=_int_in(1, limits.MAX_EPOCHS))
+    _add_epochs(p)
     p.add_argument("--out", help="folder for the checkpoint")
     p = sub.add_parser(
         "run",
@@ -204,10 +244,15 @@ def _train_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         parents=[common],
         help="re-run a stored trial's exact configuration and save its checkpoint",
     )
-    p.add_argument("trial_id", type=int)
+    p.add_argument(
+        "trial_id", type=int, nargs="?", help="id of the stored trial (`leuksearch trials`)"
+    )
+    p.add_argument(
+        "--config", help="a file from `leuksearch export` instead of a stored trial (no database)"
+    )
     _add_db(p)
     _add_data(p)
-    p.add_argument("--epochs", type=_int_in(1, limits.MAX_EPOCHS))
+    _add_epochs(p)
     p.add_argument("--out", help="folder for the checkpoint (default runs/retrain-ID-TIME)")
 
 
@@ -222,7 +267,7 @@ def _result_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--metric", help="test metric (accuracy, f1, ...) or val_* (default: the study's)"
     )
-    p.add_argument("--top", type=int, default=5)
+    p.add_argument("--top", type=int, default=5, help="how many trials (default 5)")
     p = sub.add_parser(
         "report",
         parents=[common],
@@ -238,8 +283,59 @@ def _result_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     )
 
 
+DESCRIPTION = (
+    "Architecture and hyperparameter search for leukaemia image classifiers: "
+    "Optuna proposes, Ray Tune runs, a database keeps every trial."
+)
+EPILOG = """\
+exit codes:
+  0    success
+  1    an unexpected error (a bug, a crash; the traceback is printed), or a
+       question answered no (delete)
+  2    a user error: bad space, data, flag, name or database (one line)
+  130  interrupted (Ctrl-C, or a study stopped before its budget was used)
+
+`leuksearch COMMAND --help` describes each command's flags.
+"""
+
+
+def _manage_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "trials", parents=[common], help="list a study's trials: status, value, time, node, error"
+    )
+    _add_study(p)
+    _add_db(p)
+    p.add_argument(
+        "--status",
+        choices=("pending", "running", "completed", "pruned", "failed", "terminated"),
+        help="only trials with this status",
+    )
+    p = sub.add_parser(
+        "export",
+        parents=[common],
+        help="write a trial's complete configuration (for `trial --config` or `retrain --config`)",
+    )
+    p.add_argument("trial_id", type=int, help="id of the stored trial (`leuksearch trials`)")
+    _add_db(p)
+    p.add_argument(
+        "--format", choices=("yaml", "json"), default="yaml", help="file format (default yaml)"
+    )
+    p.add_argument("--out", help="write to this file instead of stdout")
+    p = sub.add_parser(
+        "delete", parents=[common], help="delete a study: our rows and Optuna's study"
+    )
+    _add_study(p)
+    _add_db(p)
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="leuksearch", description=__doc__.splitlines()[0])
+    parser = _Parser(
+        prog="leuksearch",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
@@ -247,6 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     _inspect_commands(sub, common)
     _train_commands(sub, common)
     _result_commands(sub, common)
+    _manage_commands(sub, common)
     return parser
 
 
@@ -270,6 +367,10 @@ def _say(msg: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    if argv is None:
+        import argcomplete
+
+        argcomplete.autocomplete(parser)
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # e.g. for the `ray job submit` line
     setup_logging(QUIET if args.quiet else VERBOSE if args.verbose else NORMAL)

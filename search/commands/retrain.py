@@ -2,7 +2,9 @@
 
 The stored TrialConfig (parameters, data protocol and seed) is used as it is; ``--epochs``
 and ``--data`` may change the budget and the images. The run is recorded as a new trial of
-the same study, linked to the original.
+the same study, linked to the original. ``retrain --config FILE`` takes a file written by
+``leuksearch export`` instead (on any machine, no database needed): it trains and keeps the
+checkpoint without recording anything.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from leukmodels.config import TrialConfig
 from leukmodels.errors import UserError
 from search.cli import emit_json
 from search.commands.run import options
+from search.export import read_config
 from search.runner import data_overrides
 from search.space_limits import checked_config
 from search.store.records import TrialRecord, TrialUpdate
@@ -31,17 +34,55 @@ def retrain_config(original: TrialRecord, args: argparse.Namespace) -> TrialConf
     config = checked_config(
         original.config, f"the stored configuration of trial {args.trial_id} is invalid"
     )
+    return _adjust(config, args, str(args.trial_id))
+
+
+def _adjust(config: TrialConfig, args: argparse.Namespace, name: str) -> TrialConfig:
     config.data = config.data.model_copy(update=data_overrides(options(args)))
     if args.epochs:
         config.params.epochs = args.epochs
-    out = args.out or f"runs/retrain-{args.trial_id}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = args.out or f"runs/retrain-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     config.checkpoint_dir = str(Path(out).resolve())
     return config
+
+
+def _from_file(args: argparse.Namespace) -> int:
+    """``retrain --config FILE``: train an exported configuration, keep its checkpoint."""
+    from leukmodels.train import run_trial
+
+    config = _adjust(read_config(args.config), args, Path(args.config).stem)
+    logger.info(
+        "retraining %s (not recorded in a store); checkpoint in %s",
+        args.config,
+        config.checkpoint_dir,
+    )
+    result = run_trial(config)
+    if args.json:
+        emit_json(
+            {
+                "config_file": args.config,
+                **result.model_dump(
+                    mode="json", include={"params", "test", "checkpoint_path", "timings"}
+                ),
+            }
+        )
+    else:
+        print(
+            f"{args.config}: test accuracy {result.test.accuracy:.4f} f1 {result.test.f1:.4f}; "
+            f"checkpoint {result.checkpoint_path}"
+        )
+    return 0
 
 
 def main(args: argparse.Namespace) -> int:
     from leukmodels.train import run_trial
 
+    if (args.trial_id is None) == (args.config is None):
+        raise UserError(
+            "give a TRIAL_ID (from the store) or --config FILE (from `leuksearch export`), not both"
+        )
+    if args.config:
+        return _from_file(args)
     with Store.open(args.db) as store:
         original = store.trial(args.trial_id)
         if original is None:

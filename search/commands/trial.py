@@ -11,6 +11,7 @@ from leukmodels.config import TrialConfig
 from leukmodels.errors import UserError
 from search.cli import emit_json
 from search.commands.run import options
+from search.export import read_config
 from search.runner import data_overrides
 from search.space import Space, load_space
 
@@ -41,19 +42,37 @@ def build_config(space: Space, params: dict[str, Any], overrides: dict[str, Any]
     return space.trial_config(point, overrides=overrides)
 
 
-def main(args: argparse.Namespace) -> int:
-    from leukmodels.train import run_trial
-
+def load_config(args: argparse.Namespace) -> TrialConfig:
+    """The configuration to train: from ``--config FILE`` (an export) or from the space."""
+    overrides = data_overrides(options(args))
+    if args.config:
+        if args.space or args.params or args.profile:
+            raise UserError(
+                "--config FILE replaces SPACE, --profile and --params; give one or the other"
+            )
+        config = read_config(args.config)
+        config.data = config.data.model_copy(update=overrides)
+        logger.info("trial: %s on %s", args.config, config.data.dataset)
+        return config
+    if not args.space:
+        raise UserError("give a SPACE file or --config FILE (from `leuksearch export`)")
     space = load_space(args.space, args.profile)
-    config = build_config(space, parse_params(args.params), data_overrides(options(args)))
-    if args.epochs:
-        config.params.epochs = args.epochs
-    if args.out:
-        config.checkpoint_dir = args.out
+    config = build_config(space, parse_params(args.params), overrides)
     shown = {k: v for k, v in config.params.model_dump().items() if k in space.factors}
     logger.info(
         "trial: %s on %s: %s", space.study, config.data.dataset, json.dumps(shown, default=str)
     )
+    return config
+
+
+def main(args: argparse.Namespace) -> int:
+    from leukmodels.train import run_trial
+
+    config = load_config(args)
+    if args.epochs:
+        config.params.epochs = args.epochs
+    if args.out:
+        config.checkpoint_dir = args.out
     result = run_trial(config)
     if args.json:
         emit_json(result.model_dump(mode="json"))

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from leukmodels.errors import UserError
 from leukmodels.results import EpochRow, TrialResult
-from search.store import credentials, queries, ranking, schema
+from search.store import admin, credentials, queries, ranking, schema
 from search.store.engine import (
     DEFAULT_CONNECT_TIMEOUT_S,
     begin_write,
@@ -413,6 +413,17 @@ class Store:
         """
         with self.engine.connect() as conn:
             return ranking.best_trials(conn, study_name, metric, mode, top)
+
+    def trial_values(self, study_id: int, metric: str, mode: str) -> dict[int, float]:
+        """Every trial's value of ``metric`` (best epoch so far for epoch metrics), any status."""
+        with self.engine.connect() as conn:
+            return admin.all_trial_values(conn, study_id, metric, ranking.check_mode(mode))
+
+    def delete_study(self, name: str) -> dict[str, int]:
+        """Delete study ``name`` and all its rows (UserError if unknown); rows per table."""
+        study = self.require_study(name)
+        with begin_write(self.engine) as conn:
+            return admin.delete_study_rows(conn, study.id)
 
 
 def _result_values(result: TrialResult) -> dict[str, Any]:

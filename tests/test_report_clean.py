@@ -19,7 +19,7 @@ from factories import trial_result
 
 from leukmodels.config import DataSpec, SplitSpec, TrialConfig, TrialParams
 from leukmodels.metrics import classification_metrics
-from leukmodels.results import EpochRow, Predictions, TrialResult
+from leukmodels.results import EpochRow, Predictions, SplitInfo, TrialResult
 from leukmodels.train import run_trial
 from search.optuna_space import KIND, SEED, DefineByRun, decode_config, enqueued_trials
 from search.report.ablation import factor_levels, factor_table, level_stats, run_set
@@ -251,3 +251,45 @@ def test_importance_needs_thirty_trials_over_three_seeds(sqlite_url: str) -> Non
         table, notes = factor_importance(load_study(store, "clean"), "accuracy")
     assert list(table["factor"])[0] == "attention"
     assert pd.notna(table["fanova"]).all()
+
+
+def test_binary_report_shows_the_positive_class_split_facts_and_absent_classes(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    space = load_space("clean.yaml", text=SPACE)
+    levels, _ = factor_levels(space)
+    rng = np.random.default_rng(4)
+    facts = SplitInfo(
+        hash="s1", sizes={"train": 120, "val": 40, "test": N_TEST}, grouped_by_patient=True,
+        warnings=["class 'rare' kept whole in training"],
+    )  # fmt: skip
+    recalls = []
+    with Store.open(sqlite_url) as store:
+        sid = new_study(store, space)
+        for lv in levels["attention"] + levels["pooling"][1:]:
+            for seed in (5, 6, 7):
+                result = result_for(predicted(0.8, rng), seed=seed, positive="all")
+                result.split = facts
+                if lv.baseline and lv.factor == "attention":
+                    recalls.append(100 * result.test.per_class["all"].recall)
+                add_trial(store, sid, space, f"{lv.label}{seed}", lv.point, result, kind="ablation")
+        only_all = np.ones(N_TEST, dtype=int)  # a test split without class 'normal'
+        result = result_for(predicted(0.9, rng, only_all), seed=20, y=only_all)
+        odd = add_trial(store, sid, space, "odd", space.baseline(), result, kind="explore")
+        report = build_report(store, "clean", tmp_path / "out")
+    table = report.tables["binary_attention"]
+    base = table[(table["level"] == "none") & (table["metric"] == "sensitivity")].iloc[0]
+    assert base["n"] == 3 and base["mean"] == pytest.approx(np.mean(recalls))
+    assert set(table["metric"]) == {"sensitivity", "pos_specificity", "ppv", "pos_npv"}
+    shown = next(b.table for b in report.blocks if b.table is not None and "PPV" in b.table)
+    assert list(shown.columns) == ["level", "runs", "sensitivity", "specificity", "PPV", "NPV"]
+    assert report.header["positive class"].startswith("all")
+    assert any(
+        f"class 'normal' is absent from the test split of 1 run(s) (trials {odd})" in m
+        for m in report.missing
+    )
+    splits = report.header["splits"]
+    assert "split s1: train 120, val 40, test 40 images" in splits
+    assert (
+        "grouped by patient" in splits and "warning: class 'rare' kept whole in training" in splits
+    )

@@ -16,7 +16,14 @@ import pandas as pd
 from leukmodels.errors import UserError
 from search.report import display, figures
 from search.report.ablation import Level, factor_levels, factor_table, missing_levels
-from search.report.collect import METRICS, StudyData, epochs_frame, load_study, point_key
+from search.report.collect import (
+    BINARY_METRICS,
+    METRICS,
+    StudyData,
+    epochs_frame,
+    load_study,
+    point_key,
+)
 from search.report.header import FULL_DEFINITION, header_facts
 from search.report.importance import MIN_SEEDS, MIN_TRIALS, factor_importance, metric_study
 from search.report.paper import configuration_table, configurations, reference_table
@@ -133,6 +140,7 @@ class _Builder:
         facts = header_facts(self.data)
         if self.full.empty:
             self.missing.append("no fully trained trial: no completed run to make statistics from.")
+        self.absent_classes()
         for section in (
             self.ablation,
             self.configurations,
@@ -146,7 +154,9 @@ class _Builder:
         self.add("h1", f"Study {facts['study']}: ablation report")
         if self.data.study.description:
             self.add("p", self.data.study.description.strip())
-        self.add("list", items=[f"{k}: {v}" for k, v in facts.items()])
+        self.add("list", items=[f"{k}: {v}" for k, v in facts.items() if k != "splits"])
+        self.add("h3", "The splits: test images, grouping, duplicates, warnings")
+        self.add("list", items=facts["splits"])
         self.add("h2", "What is missing")
         self.add("list", items=self.missing or ["nothing: every table has what it needs."])
         self.blocks.extend(body)
@@ -183,6 +193,7 @@ class _Builder:
             frames.append(table)
             self.tables[f"ablation_{factor}"] = table
             self.factor_section(factor, lvls, table)
+            self.binary_section(factor, lvls)
             n = table[table["metric"] == self.primary].set_index("level")
             for lv in lvls:
                 if n.loc[lv.label, "n"] == 1 and pd.isna(n.loc[lv.label, "ci_low"]):
@@ -225,6 +236,38 @@ class _Builder:
                 path,
                 f"{factor}: {val} and training loss per epoch of each level's best run "
                 f"(best by {val})",
+            )
+
+    def positive_class(self) -> str | None:
+        """The positive class of a two-class study (None otherwise)."""
+        names = self.full["positive"].dropna()
+        return str(names.iloc[0]) if len(names) else None
+
+    def binary_section(self, factor: str, levels: list[Level]) -> None:
+        """Two classes: the positive class's sensitivity, specificity, PPV and NPV per level."""
+        positive = self.positive_class()
+        if positive is None:
+            return
+        table = factor_table(self.data, factor, levels, tuple(BINARY_METRICS))
+        self.tables[f"binary_{factor}"] = table
+        caption = (
+            f"{factor}: positive class '{positive}' (data.positive_class, else the second "
+            "class): sensitivity, specificity, PPV and NPV of that class alone (percent), "
+            "mean ± std and 95 % CI over the runs (seeds)"
+        )
+        self.add("table", caption, table=display.binary_display(table))
+
+    def absent_classes(self) -> None:
+        """Flag runs whose test split lacks a class (its zero recall drags macro averages)."""
+        absent: dict[str, list[int]] = {}
+        for tid, names in zip(self.full["trial_id"], self.full["absent"], strict=True):
+            for name in names if isinstance(names, list) else []:
+                absent.setdefault(name, []).append(int(tid))
+        for name, tids in absent.items():
+            self.missing.append(
+                f"class '{name}' is absent from the test split of {len(tids)} run(s) (trials "
+                f"{', '.join(map(str, tids[:10]))}{', ...' if len(tids) > 10 else ''}): its "
+                "recall is undefined and the macro averages count it as 0."
             )
 
     def configurations(self) -> None:

@@ -36,6 +36,13 @@ from search.store.store import Store
 METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "kappa", "auc")
 """Test metrics of the tables, in the papers' order (kappa and AUC as in their tables)."""
 EXTRA_METRICS = ("mcc", "balanced_accuracy", "npv")
+BINARY_METRICS = {
+    "sensitivity": "recall",
+    "pos_specificity": "specificity",
+    "ppv": "precision",
+    "pos_npv": "npv",
+}
+"""Two-class tasks: the positive class's own metrics (percent), from the result's ``binary``."""
 PREDICTIONS = "test_predictions"
 """Column of each run's :class:`TestPredictions` (None when it stored none)."""
 STAT_KINDS = SEARCH_KINDS  # retrain runs repeat a stored trial: never counted twice
@@ -100,6 +107,9 @@ _COLUMNS = [
     "val",
     *METRICS,
     *EXTRA_METRICS,
+    *BINARY_METRICS,
+    "positive",
+    "absent",
     "params_count",
     "flops",
     "latency_ms",
@@ -175,8 +185,8 @@ def _result_columns(result: ResultRecord | None) -> dict[str, Any]:
     """Cost, confusion, noise and the test metrics (percent) of a trial's result."""
     if result is None:
         empty = ("params_count", "flops", "latency_ms", "size_mb", "confusion", "class_names")
-        return {**dict.fromkeys(empty), "noise": None} | {
-            m: math.nan for m in (*METRICS, *EXTRA_METRICS)
+        return {**dict.fromkeys(empty), "noise": None, "positive": None, "absent": []} | {
+            m: math.nan for m in (*METRICS, *EXTRA_METRICS, *BINARY_METRICS)
         }
     row: dict[str, Any] = {
         "params_count": result.params_count,
@@ -192,7 +202,21 @@ def _result_columns(result: ResultRecord | None) -> dict[str, Any]:
         if value is None and result.metrics is not None:
             value = getattr(result.metrics, m, None)
         row[m] = _pct(value)
+    binary = result.metrics.binary if result.metrics is not None else None
+    for m, field in BINARY_METRICS.items():
+        row[m] = _pct(getattr(binary, field)) if binary is not None else math.nan
+    row["positive"] = binary.positive if binary is not None else None
+    row["absent"] = absent_classes(result.confusion, result.class_names)
     return row
+
+
+def absent_classes(confusion: Any, names: list[str] | None) -> list[str]:
+    """Classes with no test image (a zero row of the confusion matrix): their recall is
+    undefined and the macro averages count it as 0."""
+    if not isinstance(confusion, list) or not confusion:
+        return []
+    names = names or [str(i) for i in range(len(confusion))]
+    return [n for n, row in zip(names, confusion, strict=False) if sum(row) == 0]
 
 
 def epochs_frame(store: Store, trial_id: int) -> pd.DataFrame:

@@ -187,6 +187,24 @@ def factor_caption(table: pd.DataFrame, factor: str, centre: tuple[str, ...]) ->
     )
 
 
+BINARY_LABELS = {"sensitivity": "sensitivity", "pos_specificity": "specificity", "ppv": "PPV",
+                 "pos_npv": "NPV"}  # fmt: skip
+
+
+def binary_display(table: pd.DataFrame) -> pd.DataFrame:
+    """Per level, the positive class's sensitivity, specificity, PPV and NPV: mean ± std
+    and 95 % CI over the runs."""
+    rows = []
+    for _, group in table.groupby("level", sort=False):
+        by = group.set_index("metric")
+        row: dict[str, Any] = {"level": _level_name(by.iloc[0]), "runs": int(by["n"].max())}
+        for m, label in BINARY_LABELS.items():
+            r = by.loc[m]
+            row[label] = f"{mean_std(r['mean'], r['std'])} {interval(r['ci_low'], r['ci_high'])}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def others_display(table: pd.DataFrame, centre: tuple[str, ...]) -> pd.DataFrame:
     """Per level, mean ± std of the metrics the first table does not centre on."""
     others = [m for m in METRICS if m not in centre]

@@ -13,6 +13,7 @@ import pandas as pd
 
 from leukmodels.config import DataSpec
 from search.report.collect import StudyData
+from search.report.splitfacts import split_lines
 
 FULL_DEFINITION = (
     "fully trained trials only: status completed and fidelity full (each ran its whole "
@@ -92,8 +93,21 @@ def header_facts(data: StudyData) -> dict[str, Any]:
         "trials": f"{len(t)} ({trials or 'none'})",
         "search": f"{sp.search.algorithm}, metric {s.metric} ({s.mode}), "
         f"{sp.search.repeats} repeat(s) per ablation point",
+        "positive class": positive_text(data),
         "statistics on": FULL_DEFINITION,
         "units": UNITS,
         "code version": s.code_version,
         "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "splits": split_lines(data),
     }
+
+
+def positive_text(data: StudyData) -> str:
+    """The positive class of a two-class study, or why there is none."""
+    names = data.trials["positive"].dropna()
+    if not len(names):
+        return "none (not a two-class task, or no completed run)"
+    return (
+        f"{names.iloc[0]} (data.positive_class, else the second class): its sensitivity, "
+        "specificity, PPV and NPV are reported beside the macro averages"
+    )

@@ -19,6 +19,7 @@ import optuna
 import pytest
 from sqlalchemy import create_engine, text
 
+from leukmodels.results import Predictions
 from search.store.store import Store
 from search.store.url import optuna_url, resolve_url
 
@@ -97,6 +98,10 @@ def test_run_on_postgres_then_best_and_retrain(tiny: Path, fresh_pg_url: str) ->
         ablation = [t for t in trials if t.kind == "ablation"]
         assert sorted(t.params["attention"] for t in ablation) == ["none", "scab", "se"]
         assert all(t.status == "completed" and t.fidelity == "full" for t in ablation)
+        # exploration trials: seeds of their own, none a repeat seed of the ablation set
+        explore = [t.seed for t in trials if t.kind == "explore"]
+        assert len(set(explore)) == len(explore) == 2
+        assert not set(explore) & {t.seed for t in ablation}
         for t in trials:
             assert t.params["backbone"] == "resnet18"
             assert t.status in ("completed", "pruned")
@@ -109,6 +114,9 @@ def test_run_on_postgres_then_best_and_retrain(tiny: Path, fresh_pg_url: str) ->
                 assert t.result.params_count > 1_000_000
                 assert t.result.extra["epochs_done"] == t.epochs_done
                 assert t.result.metrics.class_names == ["normal", "all"]
+                # per-image test predictions travel from the worker to the store
+                p = Predictions.model_validate(t.result.extra["predictions"])
+                assert len(p.y_pred) == sum(map(sum, t.result.confusion)) == len(p.index)
     n_results = count(
         fresh_pg_url,
         "select count(*) from ls_results r join ls_trials t on t.id = r.trial_id "

@@ -199,7 +199,7 @@ def pack_ints(values: Any) -> str:
     """Integers as ``z64:`` + base64(zlib(successive differences as int32 little-endian)):
     sorted indices and labels both shrink to about a byte per image or less."""
     raw = np.diff(np.asarray(values, dtype=np.int64), prepend=0).astype("<i4").tobytes()
-    return _PACKED + base64.b64encode(zlib.compress(raw, 9)).decode("ascii")
+    return _PACKED + base64.b64encode(zlib.compress(raw)).decode("ascii")
 
 
 def unpack_ints(text: str) -> list[int]:

@@ -161,11 +161,12 @@ def _inspect_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         help="params, FLOPs and latency of every architecture in a space",
     )
     _add_space(p)
+    p.add_argument("--input-size", type=int, default=224, help="image side in pixels (default 224)")
     p.add_argument(
-        "--input-size", type=int, default=224, help="image side in pixels (default 224)"
-    )
-    p.add_argument(
-        "--num-classes", type=int, default=None, help="classes of the head (default: the space's data)"
+        "--num-classes",
+        type=int,
+        default=None,
+        help="classes of the head (default: the space's data)",
     )
     p.add_argument(
         "--latency-runs", type=int, default=10, help="forward passes timed per model (default 10)"
@@ -178,7 +179,10 @@ def _inspect_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         "--classes", type=int, default=2, choices=(2, 4), help="2 (blast/normal) or 4 cell types"
     )
     p.add_argument(
-        "--n", type=_int_in(1, limits.MAX_IMAGES), default=2000, help="images to write (default 2000)"
+        "--n",
+        type=_int_in(1, limits.MAX_IMAGES),
+        default=2000,
+        help="images to write (default 2000)",
     )
     p.add_argument(
         "--size",

@@ -25,7 +25,9 @@ from search.optuna_space import KIND, SEED, DefineByRun, decode_config, enqueued
 from search.report.ablation import factor_levels, factor_table, level_stats, run_set
 from search.report.build import build_report
 from search.report.collect import load_study
+from search.report.image_metrics import confusion_metric, confusions
 from search.report.importance import MIN_TRIALS, factor_importance, metric_study
+from search.report.intervals import COVERS_SEEDS_IMAGES
 from search.space import Space, load_space
 from search.store.records import StudyRecord, TrialUpdate
 from search.store.store import Store
@@ -280,6 +282,10 @@ def test_binary_report_shows_the_positive_class_split_facts_and_absent_classes(
     table = report.tables["binary_attention"]
     base = table[(table["level"] == "none") & (table["metric"] == "sensitivity")].iloc[0]
     assert base["n"] == 3 and base["mean"] == pytest.approx(np.mean(recalls))
+    # the positive class's intervals resample the test images too, paired on them
+    assert (table["covers"] == COVERS_SEEDS_IMAGES).all()
+    scab = table[(table["level"] == "scab") & (table["metric"] == "ppv")].iloc[0]
+    assert scab["paired"] and scab["diff_covers"] == COVERS_SEEDS_IMAGES
     assert set(table["metric"]) == {"sensitivity", "pos_specificity", "ppv", "pos_npv"}
     shown = next(b.table for b in report.blocks if b.table is not None and "PPV" in b.table)
     assert list(shown.columns) == ["level", "runs", "sensitivity", "specificity", "PPV", "NPV"]
@@ -293,3 +299,18 @@ def test_binary_report_shows_the_positive_class_split_facts_and_absent_classes(
     assert (
         "grouped by patient" in splits and "warning: class 'rare' kept whole in training" in splits
     )
+
+
+def test_class_metrics_of_one_class_match_leukmodels() -> None:
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 3, 200)
+    pred = np.where(rng.random(200) < 0.7, y, rng.integers(0, 3, 200))
+    proba = np.eye(3)[pred] * 0.7 + 0.1
+    per_class = classification_metrics(y, proba, ["a", "b", "c"])["per_class"]
+    cm = confusions(y[None], pred[None], 3)[0]
+    for metric in ("precision", "recall", "specificity", "f1", "npv"):
+        for c, name in enumerate("abc"):
+            got = confusion_metric(cm, f"{metric}@{c}")
+            assert got == pytest.approx(per_class[name][metric]), (metric, name)
+    with pytest.raises(ValueError, match="class metric"):
+        confusion_metric(cm, "kappa@1")

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from search.report.collect import PREDICTIONS, StudyData, point_key
+from search.report.collect import BINARY_METRICS, PREDICTIONS, StudyData, point_key
 from search.report.image_metrics import LABEL_METRICS, metric_range
 from search.report.intervals import ALPHA
 from search.report.stats import (
@@ -127,6 +127,17 @@ class RunSet:
     n_images: tuple[int, int] | None
     predictions: dict[str, TestPredictions] | None
     classes: int | None
+    positive: int | None = None  # the positive class's index (two-class tasks)
+
+    def image_metric(self, metric: str) -> str | None:
+        """The per-image metric behind ``metric`` (``recall@1`` for the positive class's
+        sensitivity), or None when its interval cannot come from per-image predictions."""
+        if self.predictions is None:
+            return None
+        if metric in LABEL_METRICS:
+            return metric
+        field = BINARY_METRICS.get(metric)
+        return None if field is None or self.positive is None else f"{field}@{self.positive}"
 
 
 def run_set(data: StudyData, key: str) -> RunSet:
@@ -141,17 +152,24 @@ def run_set(data: StudyData, key: str) -> RunSet:
     if pairs and len(preds) == len(pairs) and all(isinstance(p, TestPredictions) for p in preds):
         predictions = dict(zip(pairs, preds, strict=True))
     names = [len(c) for c in sel["class_names"] if isinstance(c, list)]
+    positive = {
+        c.index(p)
+        for p, c in zip(sel.get("positive", []), sel["class_names"], strict=False)
+        if isinstance(p, str) and isinstance(c, list) and p in c
+    }
     return RunSet(
         test_sets=test_sets,
         n_images=(min(sizes), max(sizes)) if sizes else None,
         predictions=predictions,
         classes=max(names) if names else None,
+        positive=positive.pop() if len(positive) == 1 else None,
     )
 
 
 def _summary(values: pd.Series, rs: RunSet, metric: str) -> dict[str, Any]:
-    if rs.predictions is not None and metric in LABEL_METRICS:
-        s = summarise_images(rs.predictions, metric, rs.classes)
+    image_metric = rs.image_metric(metric)
+    if rs.predictions is not None and image_metric is not None:
+        s = summarise_images(rs.predictions, image_metric, rs.classes)
     else:
         lo, hi = metric_range(metric)
         s = summarise(values, rs.test_sets, (100 * lo, 100 * hi))
@@ -172,9 +190,15 @@ def level_stats(data: StudyData, key: str, base_key: str | None, metric: str) ->
         out.update({c: None for c in DIFF_COLUMNS})
         return out
     base_values, base = runs(data, base_key, metric), run_set(data, base_key)
-    if rs.predictions is not None and base.predictions is not None and metric in LABEL_METRICS:
+    image_metric = rs.image_metric(metric)
+    if (
+        rs.predictions is not None
+        and base.predictions is not None
+        and image_metric is not None
+        and image_metric == base.image_metric(metric)
+    ):
         classes = max(rs.classes or 0, base.classes or 0) or None
-        d = difference_images(rs.predictions, base.predictions, metric, classes)
+        d = difference_images(rs.predictions, base.predictions, image_metric, classes)
     else:
         d = difference(values, base_values, {**base.test_sets, **rs.test_sets})
     out.update(d.as_dict())

@@ -253,7 +253,7 @@ class _Builder:
         caption = (
             f"{factor}: positive class '{positive}' (data.positive_class, else the second "
             "class): sensitivity, specificity, PPV and NPV of that class alone (percent), "
-            "mean ± std and 95 % CI over the runs (seeds)"
+            "mean ± std and 95 % CI. " + display.interval_note(table, tuple(BINARY_METRICS))
         )
         self.add("table", caption, table=display.binary_display(table))
 

@@ -29,7 +29,26 @@ LABEL_METRICS = (
     "kappa",
     "mcc",
 )
-"""Metrics computable from hard labels (AUC needs scores and has no per-image interval)."""
+"""Metrics computable from hard labels (AUC needs scores and has no per-image interval).
+``<metric>@<c>`` is class c's own one-vs-rest value of a class metric (e.g. ``recall@1``:
+the sensitivity of class 1)."""
+CLASS_METRICS = ("precision", "recall", "specificity", "f1", "npv")
+
+
+def class_metric(metric: str) -> tuple[str, int | None]:
+    """``("recall", 1)`` for ``recall@1``; ``(metric, None)`` for a plain metric."""
+    base, at, cls = metric.partition("@")
+    if not at:
+        return metric, None
+    if base not in CLASS_METRICS or not cls.isdigit():
+        raise ValueError(f"{metric!r}: a class metric is <{'|'.join(CLASS_METRICS)}>@<class>")
+    return base, int(cls)
+
+
+def is_label_metric(metric: str) -> bool:
+    """Whether per-image intervals exist for ``metric`` (see :data:`LABEL_METRICS`)."""
+    base, cls = class_metric(metric) if "@" in metric else (metric, None)
+    return base in LABEL_METRICS and (cls is None or base in CLASS_METRICS)
 
 RANGES = {"kappa": (-1.0, 1.0), "mcc": (-1.0, 1.0)}
 """Value range of a metric where it is not [0, 1]."""
@@ -52,8 +71,9 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 def confusion_metric(cm: np.ndarray, metric: str) -> np.ndarray:
     """``metric`` of every confusion matrix in ``cm`` (shape ``(..., K, K)``)."""
-    if metric not in LABEL_METRICS:
+    if not is_label_metric(metric):
         raise ValueError(f"no per-image interval for {metric!r}; valid: {', '.join(LABEL_METRICS)}")
+    metric, cls = class_metric(metric)
     cm = np.asarray(cm, dtype=float)
     total = cm.sum(axis=(-1, -2))
     tp = np.diagonal(cm, axis1=-2, axis2=-1)
@@ -71,7 +91,8 @@ def confusion_metric(cm: np.ndarray, metric: str) -> np.ndarray:
                 "f1": (2 * tp, rows + cols),
                 "npv": (tn, tn + fn),
             }[metric]
-            return _ratio(num, den).mean(axis=-1)
+            ratio = _ratio(num, den)
+            return ratio.mean(axis=-1) if cls is None else ratio[..., cls]
         if metric == "balanced_accuracy":
             present = rows > 0
             return (_ratio(tp, rows) * present).sum(axis=-1) / present.sum(axis=-1)

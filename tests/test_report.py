@@ -292,7 +292,9 @@ def test_markdown_has_one_table_per_factor_with_every_level(planted):
     for fact in ("dataset: all_idb2", "split protocol: holdout 0.8/0.1/0.1", "fidelity:"):
         assert fact in md
     # what each interval covers, runs x test images, raw and Holm-adjusted p
-    assert md.count("The intervals cover seed-to-seed variation only, on one fixed test set") == 2
+    # (per factor: its main table and its positive-class table; the study has two classes)
+    assert md.count("The intervals cover seed-to-seed variation only, on one fixed test set") == 4
+    assert md.count("positive class 'ALL'") == 2
     assert "| runs × test images |" in md and "| 8 × 400 |" in md
     assert "Δ accuracy p (Holm)" in md and "Holm-adjusted across its levels" in md
     assert "## What is missing" in md

@@ -16,6 +16,7 @@ import optuna
 import pandas as pd
 import pytest
 from factories import trial_result
+from scipy.stats import ttest_1samp
 
 from leukmodels.config import DataSpec, SplitSpec, TrialConfig, TrialParams
 from leukmodels.metrics import classification_metrics
@@ -158,6 +159,14 @@ def test_exploration_has_seeds_of_its_own_and_never_enters_a_cell(sqlite_url: st
     assert table.loc[1, "paired"]  # the same three repeat seeds on both sides
     # exploration trials do count for importance (all of them are fully trained)
     assert len(metric_study(data, "accuracy").trials) == len(configs)
+    # each cell's interval (seeds and test images) is at least as wide as Student's t over
+    # its three runs' accuracies
+    for lv in levels["attention"]:
+        runs = data.trials[data.trials["cell"] & (data.trials["key"] == lv.key)]["accuracy"]
+        t = ttest_1samp(runs, 0).confidence_interval()
+        got = table[table["level"] == lv.label].iloc[0]
+        assert got["covers"] == COVERS_SEEDS_IMAGES
+        assert got["ci_high"] - got["ci_low"] >= t.high - t.low - 1e-9
 
 
 @pytest.mark.slow

@@ -331,6 +331,21 @@ def _manage_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     _add_study(p)
     _add_db(p)
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p = sub.add_parser(
+        "serve",
+        parents=[common],
+        help="a live web page of a study: progress, ETA, ablation tables, learning curves",
+    )
+    _add_study(p)
+    _add_db(p)
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only)",
+    )
+    p.add_argument(
+        "--port", type=_int_in(1, 65535), default=8000, help="port to listen on (default 8000)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

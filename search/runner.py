@@ -26,6 +26,7 @@ from search.storage import experiment_path, split_experiment, storage_root
 from search.store.records import StudyInfo, StudyRecord
 from search.store.store import Store
 from search.store.url import mask_url
+from search.trial_names import trial_dirname, trial_name
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ class RunOptions:
     dashboard: bool = False
     storage_path: str | None = None
     autoscale: bool = False
+    live: bool = False
+    """Draw the progress as a live block on the terminal (search.progress)."""
 
 
 @contextlib.contextmanager
@@ -181,8 +184,8 @@ def _study_record(space: Space, opts: RunOptions, name: str, budget: int) -> Stu
 def _searcher(space: Space, store: Store, name: str, queued: list) -> Any:
     """Optuna's study in the store's database, the enqueued points first, as a Tune searcher."""
     import optuna
-    from ray.tune.search.optuna import OptunaSearch
 
+    from search.optuna_pruning import PruningOptunaSearch
     from search.optuna_storage import MaskedRDBStorage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -201,7 +204,7 @@ def _searcher(space: Space, store: Store, name: str, queued: list) -> Any:
     )
     for params, attrs in queued:
         study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=False)
-    return OptunaSearch(
+    return PruningOptunaSearch(
         DefineByRun(space),
         metric=space.search.metric,
         mode=space.search.mode,
@@ -256,13 +259,16 @@ def run_study(space: Space, opts: RunOptions) -> dict[str, Any]:
                 num_samples=total,
                 max_concurrent_trials=opts.max_concurrent or space.search.max_concurrent,
                 time_budget_s=space.search.time_budget_s,
-                trial_dirname_creator=_trial_dirname,
+                trial_name_creator=trial_name,
+                trial_dirname_creator=trial_dirname,
             ),
             run_config=tune.RunConfig(
                 name=name,
                 storage_path=split_experiment(record.storage_path)[0],
                 failure_config=tune.FailureConfig(max_failures=space.search.max_failures),
-                callbacks=[StoreCallback(store.url, name, study_id, space, overrides)],
+                callbacks=[
+                    StoreCallback(store.url, name, study_id, space, overrides, live=opts.live)
+                ],
                 verbose=0,
             ),
         )
@@ -325,10 +331,6 @@ def _resume_path(stored: str | None, name: str, storage_path: str | None) -> str
             "with `leuksearch run`."
         )
     return path  # type: ignore[return-value]
-
-
-def _trial_dirname(trial: Any) -> str:
-    return f"trial_{trial.trial_id}"
 
 
 def _finish(store: Store, name: str, space: Space) -> dict[str, Any]:

@@ -2,20 +2,21 @@
 
 Workers never touch the database. Each write is idempotent, so a report delivered twice
 (or a trial restarted after a crash or a resume) never makes two rows. The callback also
-logs the progress a person reads: one line per trial event and a compact summary. Its
-counters start from the store, so a resumed study counts on from where it stopped.
+logs the progress a person reads: one line per trial event, and a status (done of the
+budget, best so far, elapsed, ETA) drawn live or logged by :class:`search.progress.Progress`.
+Its counters start from the store, so a resumed study counts on from where it stopped.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from ray.tune import Callback
 
 from leukmodels.results import EpochRow, TrialResult
-from search.optuna_space import KIND, NUMBER, REPEAT, SEED, decode_config
+from search.optuna_space import KIND, NUMBER, REPEAT, SEED, decode_config, enqueued_trials
+from search.progress import EXPLORE, FULL, Progress
 from search.space import Space
 from search.store import credentials
 from search.store.records import TrialUpdate
@@ -48,6 +49,7 @@ class StoreCallback(Callback):
         space: Space,
         overrides: dict[str, Any],
         summary_every_s: float = 20.0,
+        live: bool = False,
     ):
         self.db_key = credentials.register(db_url)
         self.overrides = overrides
@@ -55,15 +57,17 @@ class StoreCallback(Callback):
         self.study_id = study_id
         self.space = space
         self.summary_every_s = summary_every_s
+        self.live = live
+        self._progress: Progress | None = None
         self._store: Store | None = None
         self._ids: dict[str, int] = {}
         self.counts = dict.fromkeys(_COUNTED, 0)
         self.best: tuple[float, int] | None = None
-        self._last_summary = 0.0
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_store"] = None
+        state["_progress"] = None  # a live display stays in the driver that draws it
         return state
 
     @property
@@ -80,7 +84,38 @@ class StoreCallback(Callback):
         self.counts = {k: study.counts.get(k, 0) for k in _COUNTED}
         if study.best_value is not None and study.best_trial_id is not None:
             self.best = (study.best_value, study.best_trial_id)
-        self._ids = {t.tune_trial_id: t.trial_id for t in self.store.trials(self.study_id)}
+        stored = self.store.trials(self.study_id)
+        self._ids = {t.tune_trial_id: t.trial_id for t in stored}
+        self._progress = self._new_progress(study, stored)
+
+    def _new_progress(self, study: Any, stored: list) -> Progress:
+        """The status display, its counts and trial durations so far from the store."""
+        budget = (study.config or {}).get("budget") or 0
+        progress = Progress(
+            study=self.study,
+            total=int(budget),
+            full_fidelity=len(enqueued_trials(self.space)),
+            metric=self.space.search.metric,
+            slots=self.space.search.max_concurrent or 1,
+            live=self.live,
+            every_s=self.summary_every_s,
+            counts=dict(self.counts),
+            best=self.best,
+        )
+        for t in stored:
+            kind = EXPLORE if t.kind == "explore" else FULL
+            if t.status != "pending":
+                progress.started_kinds[kind] += 1
+            if t.status in ("completed", "pruned") and t.duration_s:
+                progress.durations[kind].append(t.duration_s)
+        return progress
+
+    @property
+    def progress(self) -> Progress:
+        if self._progress is None:
+            self.setup()
+        assert self._progress is not None
+        return self._progress
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -122,9 +157,16 @@ class StoreCallback(Callback):
 
     # -- Tune hooks ------------------------------------------------------------------
 
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        self.progress.tick()
+
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._start(trial)
-        logger.info("%s started %s", self._name(trial), self._label(trial))
+        label = self._label(trial)
+        logger.info("%s started %s", self._name(trial), label)
+        epochs = trial_config_for(self.space, trial.config, self.overrides).params.epochs
+        kind = trial.config.get(KIND, "explore")
+        self.progress.started(trial.trial_id, kind, f"{self._name(trial)} {label}", epochs)
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         logger.warning("%s failed and will be retried", self._name(trial))
@@ -140,9 +182,8 @@ class StoreCallback(Callback):
         if row.epoch == 1 and result.get(NODE_KEY):  # again on a retry, perhaps elsewhere
             self.store.upsert_trial(self.study_id, trial.trial_id, node_update(result))
         value = result.get(self.space.search.metric)
-        if self.summary_every_s and time.monotonic() - self._last_summary > self.summary_every_s:
-            self._summary(trials)
-        if value is not None and row.epoch % 5 == 0:
+        self.progress.epoch(trial.trial_id, row.epoch, value)
+        if value is not None and not self.live:  # live: the status block shows each epoch
             metric = self.space.search.metric
             logger.info("%s epoch %d %s %.4f", self._name(trial), row.epoch, metric, value)
 
@@ -156,6 +197,7 @@ class StoreCallback(Callback):
             value = result.best_value
             if value is not None and (self.best is None or self._better(value, self.best[0])):
                 self.best = (value, tid)
+                self.progress.set_best(value, tid)
             logger.info(
                 "%s completed: %s %s, test accuracy %.4f f1 %.4f (%d epochs)",
                 self._name(trial), self.space.search.metric, _fmt(value),
@@ -167,7 +209,8 @@ class StoreCallback(Callback):
             )
             self.counts["pruned"] += 1
             logger.info("%s pruned by ASHA at epoch %s", self._name(trial), last.get("epoch"))
-        self._summary(trials)
+        status = "completed" if last.get("final") else "pruned"
+        self.progress.finished(trial.trial_id, status)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         tid = self._trial_id(trial)
@@ -176,7 +219,7 @@ class StoreCallback(Callback):
         self.counts["failed"] += 1
         first = error.strip().splitlines()[-1] if error.strip() else "unknown error"
         logger.error("%s FAILED: %s", self._name(trial), first[:300])
-        self._summary(trials)
+        self.progress.finished(trial.trial_id, "failed")
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         """Trials still running were cut short: terminated, and the study interrupted."""
@@ -191,25 +234,12 @@ class StoreCallback(Callback):
                 interrupted = True
         if interrupted:
             self.store.set_study_status(self.study_id, "interrupted")
-        self._summary(trials, force=True)
+        self.progress.close()
 
     # -- summary ---------------------------------------------------------------------
 
     def _better(self, a: float, b: float) -> bool:
         return a > b if self.space.search.mode == "max" else a < b
-
-    def _summary(self, trials: list, force: bool = False) -> None:
-        self._last_summary = time.monotonic()
-        c = dict(self.counts, running=sum(1 for t in trials if t.status == "RUNNING"))
-        best = (
-            f"best {self.space.search.metric} {self.best[0]:.4f} (trial {self.best[1]})"
-            if self.best
-            else "best -"
-        )
-        logger.info(
-            "-- running %d | completed %d | pruned %d | failed %d | %s",
-            c["running"], c["completed"], c["pruned"], c["failed"], best,
-        )  # fmt: skip
 
 
 def node_update(result: dict) -> TrialUpdate:

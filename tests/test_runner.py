@@ -88,6 +88,13 @@ def test_run_on_postgres_then_best_and_retrain(tiny: Path, fresh_pg_url: str) ->
     summary = json.loads(r.stdout)  # stdout holds the JSON and nothing else
     assert summary["status"] == "completed"
     assert "trial 1 started" in r.stderr and "completed" in r.stderr
+    status = [line for line in r.stderr.splitlines() if line.startswith("-- ")]
+    assert status[-1].startswith("-- 5/5 done | running 0 | completed "), status[-1]
+    assert "ETA 0s" in status[-1] and "elapsed " in status[-1]
+    after_first = [line for line in status if not line.startswith("-- 0/")]
+    assert all("| ETA -" not in line for line in after_first)  # from the first trial's end on
+    lines = [line for line in r.stderr.splitlines() if not line.startswith("-- ")]
+    assert len(lines) == len(set(lines))  # every event once
 
     with Store.open(fresh_pg_url) as store:
         study = store.study("S")
@@ -232,7 +239,8 @@ def test_interrupted_study_resumes_without_rerunning(tiny: Path, fresh_pg_url: s
     assert r.returncode == 0, r.stderr[-3000:]
     assert json.loads(r.stdout)["status"] == "completed"
     # the resumed callback counts on from the store: the last summary covers all 5 trials
-    last = [line for line in r.stderr.splitlines() if line.startswith("-- running")][-1]
+    last = [line for line in r.stderr.splitlines() if line.startswith("-- ")][-1]
+    assert last.startswith("-- 5/5 done"), last
     counts = dict(re.findall(r"(completed|pruned|failed) (\d+)", last))
     assert sum(int(n) for n in counts.values()) == 5, last
     with Store.open(fresh_pg_url) as store:

@@ -6,6 +6,7 @@ import argparse
 
 from search.cli import emit_json
 from search.cluster import refuse_ray_client
+from search.progress import wants_live
 from search.runner import RunOptions, run_study
 from search.space import load_space
 
@@ -19,7 +20,9 @@ def options(args: argparse.Namespace) -> RunOptions:
 def main(args: argparse.Namespace) -> int:
     refuse_ray_client(args.address or "", args.argv)
     space = load_space(args.space, args.profile)
-    summary = run_study(space, options(args))
+    opts = options(args)
+    opts.live = wants_live(args.json, args.quiet)
+    summary = run_study(space, opts)
     if args.json:
         emit_json(summary)
     return 130 if summary["status"] == "interrupted" else 0

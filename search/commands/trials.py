@@ -3,41 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from search.cli import emit_json
-from search.store.records import TrialRecord
+from search.listing import last_error_line, trial_row
 from search.store.store import Store
-
-
-def trial_row(t: TrialRecord, metric: str, value: float | None) -> dict[str, Any]:
-    """What ``trials --json`` prints for one trial."""
-    return {
-        "trial_id": t.trial_id,
-        "kind": t.kind,
-        "status": t.status,
-        "params": t.params or {},
-        "metric": metric,
-        "value": value,
-        "test_metrics": _test(t),
-        "epochs_done": t.epochs_done,
-        "duration_s": t.duration_s,
-        "node": t.node,
-        "seed": t.seed,
-        "repeat": t.repeat,
-        "optuna_number": t.optuna_number,
-        "parent_trial_id": t.parent_trial_id,
-        "started_at": t.started_at,
-        "ended_at": t.ended_at,
-        "error": t.error,
-    }
-
-
-def _test(t: TrialRecord) -> dict[str, float] | None:
-    if t.result is None or t.result.metrics is None:
-        return None
-    m = t.result.metrics
-    return {k: getattr(m, k) for k in ("accuracy", "f1", "kappa", "auc") if hasattr(m, k)}
 
 
 def main(args: argparse.Namespace) -> int:
@@ -65,10 +34,5 @@ def main(args: argparse.Namespace) -> int:
             f"{r['epochs_done']:>3} {took:>7}  {params}"
         )
         if r["error"]:
-            print(f"      error: {_last_line(r['error'])}")
+            print(f"      error: {last_error_line(r['error'])}")
     return 0
-
-
-def _last_line(error: str) -> str:
-    lines = [line for line in error.strip().splitlines() if line.strip()]
-    return (lines[-1] if lines else "unknown error")[:300]

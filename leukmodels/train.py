@@ -343,12 +343,17 @@ def evaluate(run: Run, fitted: Fitted) -> TrialResult:
         device=str(device),
         threads=torch.get_num_threads(),
         checkpoint_path=_save_checkpoint(run),
-        predictions=Predictions(
-            y_true=y.tolist(),
-            y_pred=proba.argmax(1).tolist() if len(y) else [],
-            index=data.test.index.tolist(),
-            test_set=data.split.hash,
-        ),
+        predictions=_predictions(data, y, proba),
+    )
+
+
+def _predictions(data: PreparedData, y: np.ndarray, proba: np.ndarray) -> Predictions:
+    """Per-image test predictions, in test-split order, with the images' dataset rows."""
+    return Predictions(
+        y_true=y.tolist(),
+        y_pred=proba.argmax(1).tolist() if len(y) else [],
+        index=data.test.index.tolist(),
+        test_set=data.split.hash,
     )
 
 

@@ -3,14 +3,20 @@
 Measures, on 2 CPU threads:
 
 - generation speed (images/s) at 64 px and 224 px;
-- a linear baseline that must fail: scikit-learn LogisticRegression on 8x8 thumbnails
-  (all RGB values flattened, standardised), n=2000 at 64 px, patient-grouped 80/20
-  splits (several split seeds);
+- baselines that must fail, each scikit-learn LogisticRegression (standardised
+  features) on n=2000 images at 64 px, patient-grouped 80/20 splits (several split
+  seeds): 8x8 thumbnails (all RGB values), a 16-bin grey-level histogram, LBP
+  (scikit-image ``local_binary_pattern``, uniform, (P, R) = (8, 1), (16, 2), (24, 3),
+  histograms concatenated) and GLCM (``graycomatrix`` on 32 grey levels, distances 1, 2,
+  4, four angles; contrast, dissimilarity, homogeneity, energy, correlation, ASM);
 - a CNN that must succeed: timm resnet18 (pretrained=False) trained from scratch on
   320 images at 64 px for a smoke budget (Adam 1e-3, batch 32, flips, [0,1] then
   ImageNet normalisation), tested on 400 images made with another seed (other patients).
 
-Usage: python bench/synthetic_hardness.py [--classes 2 4] [--repeats 3] [--epochs 6]
+Each for every ``--difficulty`` of the generator (standard, hard).
+
+Usage: python bench/synthetic_hardness.py [--classes 2 4] [--difficulty standard hard]
+       [--repeats 3] [--epochs 6] [--no-cnn]
 Results are recorded in bench/README.md.
 """
 
@@ -23,6 +29,7 @@ import cv2
 import numpy as np
 import timm
 import torch
+from skimage.feature import graycomatrix, graycoprops, local_binary_pattern
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupShuffleSplit
 from sklearn.pipeline import make_pipeline
@@ -52,13 +59,55 @@ def thumbnails(images: np.ndarray, side: int = 8) -> np.ndarray:
     return np.stack(small).reshape(len(images), -1).astype(np.float64)
 
 
-def logreg_accuracy(classes: int, splits: int) -> list[float]:
-    """Test accuracy of a linear model on 8x8 thumbnails, one value per grouped split."""
-    data = generate(2000, classes=classes, size=64, seed=0, patients=40)
-    x, y = thumbnails(data.images), data.labels
+def _grey(image: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+
+
+def histograms(images: np.ndarray) -> np.ndarray:
+    """(N, 16) grey-level histograms (counts)."""
+    return np.stack([np.histogram(_grey(im), 16, (0, 256))[0] for im in images]).astype(float)
+
+
+def lbp(images: np.ndarray) -> np.ndarray:
+    """(N, 54) uniform LBP histograms at three radii."""
+    rows = []
+    for im in images:
+        grey, parts = _grey(im), []
+        for points, radius in ((8, 1), (16, 2), (24, 3)):
+            codes = local_binary_pattern(grey, points, radius, "uniform")
+            parts.append(np.histogram(codes, points + 2, (0, points + 2))[0] / codes.size)
+        rows.append(np.concatenate(parts))
+    return np.stack(rows)
+
+
+def glcm(images: np.ndarray) -> np.ndarray:
+    """(N, 72) grey-level co-occurrence properties (6 properties x 3 distances x 4 angles)."""
+    props = ("contrast", "dissimilarity", "homogeneity", "energy", "correlation", "ASM")
+    angles = [0, np.pi / 4, np.pi / 2, 3 * np.pi / 4]
+    rows = []
+    for im in images:
+        levels = (_grey(im) // 8).astype(np.uint8)
+        m = graycomatrix(levels, [1, 2, 4], angles, levels=32, symmetric=True, normed=True)
+        rows.append(np.concatenate([graycoprops(m, p).ravel() for p in props]))
+    return np.stack(rows)
+
+
+FEATURES = {"logreg 8x8": thumbnails, "histogram": histograms, "LBP": lbp, "GLCM": glcm}
+
+
+def baseline_accuracy(classes: int, splits: int, difficulty: str) -> dict[str, list[float]]:
+    """Test accuracy of a linear model on each feature set, one value per grouped split."""
+    data = generate(2000, classes=classes, size=64, seed=0, patients=40, difficulty=difficulty)
+    out = {}
+    for name, features in FEATURES.items():
+        out[name] = _logreg(features(data.images), data.labels, data.patients, splits)
+    return out
+
+
+def _logreg(x: np.ndarray, y: np.ndarray, groups: np.ndarray, splits: int) -> list[float]:
     accs = []
     cv = GroupShuffleSplit(n_splits=splits, test_size=0.2, random_state=0)
-    for train, test in cv.split(x, y, groups=data.patients):
+    for train, test in cv.split(x, y, groups=groups):
         model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000))
         model.fit(x[train], y[train])
         accs.append(float(model.score(x[test], y[test])))
@@ -79,10 +128,13 @@ def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return float((pred == y).float().mean())
 
 
-def cnn_accuracy(classes: int, epochs: int, seed: int) -> tuple[float, float, float]:
+def cnn_accuracy(
+    classes: int, epochs: int, seed: int, difficulty: str = "standard"
+) -> tuple[float, float, float]:
     """resnet18 from scratch on 320 images: (test accuracy, with re-estimated BN, seconds)."""
-    train = generate(320, classes=classes, size=64, seed=1000 + seed, patients=40)
-    test = generate(400, classes=classes, size=64, seed=2000 + seed, patients=40)
+    kw = {"classes": classes, "size": 64, "patients": 40, "difficulty": difficulty}
+    train = generate(320, seed=1000 + seed, **kw)
+    test = generate(400, seed=2000 + seed, **kw)
     torch.manual_seed(seed)
     model = timm.create_model("resnet18", pretrained=False, num_classes=classes)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -115,10 +167,12 @@ def span(values: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--classes", type=int, nargs="+", default=[2, 4])
+    parser.add_argument("--difficulty", nargs="+", default=["standard", "hard"])
     parser.add_argument("--repeats", type=int, default=5, help="CNN runs (training seeds)")
     parser.add_argument("--splits", type=int, default=5, help="grouped logreg splits")
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--no-speed", action="store_true")
+    parser.add_argument("--no-cnn", action="store_true", help="baselines only")
     args = parser.parse_args()
     torch.set_num_threads(2)
     cv2.setNumThreads(2)
@@ -128,28 +182,34 @@ def main() -> None:
         for size, n in ((64, 2000), (224, 200)):
             print(f"  {size:>3} px: {speed(size, n):8.0f} images/s", flush=True)
     rows = []
-    for classes in args.classes:
-        lr = logreg_accuracy(classes, args.splits)
-        print(f"  {classes} classes, logreg per split: {' '.join(f'{a:.1%}' for a in lr)}")
-        runs = []
-        for seed in range(args.repeats):
-            runs.append(cnn_accuracy(classes, args.epochs, seed))
-            plain, precise, secs = runs[-1]
-            print(
-                f"  {classes} classes, seed {seed}: resnet18 {plain:.1%}, "
-                f"precise BN {precise:.1%}, {secs:.0f} s",
-                flush=True,
-            )
-        plain, precise, secs = (list(v) for v in zip(*runs, strict=True))
-        rows.append((classes, lr, plain, precise, np.mean(secs)))
+    for difficulty in args.difficulty:
+        for classes in args.classes:
+            rows.append(_one(classes, difficulty, args))
     print()
-    print(
-        "classes | logreg 8x8 mean (min-max) | resnet18 mean (min-max) | precise BN mean (min-max) | s/run"
-    )
-    for classes, lr, plain, precise, secs in rows:
+    print(f"difficulty | classes | {' | '.join(FEATURES)} | resnet18 | precise BN | s/run")
+    for row in rows:
+        print(" | ".join(row))
+
+
+def _one(classes: int, difficulty: str, args: argparse.Namespace) -> list[str]:
+    """One table row: baselines (and the CNN unless --no-cnn) at `classes`, `difficulty`."""
+    base = baseline_accuracy(classes, args.splits, difficulty)
+    for name, accs in base.items():
+        print(f"  {difficulty}, {classes} classes, {name}: {' '.join(f'{a:.1%}' for a in accs)}")
+    row = [difficulty, str(classes), *(span(a) for a in base.values())]
+    if args.no_cnn:
+        return row
+    runs = []
+    for seed in range(args.repeats):
+        runs.append(cnn_accuracy(classes, args.epochs, seed, difficulty))
+        plain, precise, secs = runs[-1]
         print(
-            f"{classes:>7} | {span(lr):>25} | {span(plain):>23} | {span(precise):>25} | {secs:5.0f}"
+            f"  {difficulty}, {classes} classes, seed {seed}: resnet18 {plain:.1%}, "
+            f"precise BN {precise:.1%}, {secs:.0f} s",
+            flush=True,
         )
+    plain, precise, secs = (list(v) for v in zip(*runs, strict=True))
+    return [*row, span(plain), span(precise), f"{np.mean(secs):.0f}"]
 
 
 if __name__ == "__main__":

@@ -232,6 +232,11 @@ class DataSpec(_Strict):
     patients: int = Field(
         40, ge=2, le=lim.MAX_PATIENTS, description="synthetic: number of simulated patients"
     )
+    difficulty: Literal["standard", "hard"] = Field(
+        "standard",
+        description="synthetic: 'hard' tells classes apart by nucleus shape only (histogram "
+        "and texture baselines stay near chance)",
+    )
     split: SplitSpec = Field(default_factory=SplitSpec)
     image_size: int = 224
     limit: int | None = Field(

@@ -200,6 +200,12 @@ def _inspect_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--format", default="png", choices=("png", "jpg"), help="image file format (default png)"
     )
+    p.add_argument(
+        "--difficulty",
+        default="standard",
+        choices=("standard", "hard"),
+        help="hard: the classes differ in nucleus shape only (default standard)",
+    )
 
 
 def _train_commands(sub: Any, common: argparse.ArgumentParser) -> None:

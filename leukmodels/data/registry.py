@@ -444,6 +444,8 @@ def _synthetic(spec: DataSpec) -> DatasetSource:
         "seed": SYNTHETIC_SEED,
         "patients": spec.patients,
     }
+    if spec.difficulty != "standard":  # standard keeps the fingerprint it always had
+        args["difficulty"] = spec.difficulty
 
     def load() -> DatasetSource:
         data = synthetic.generate(**args)

@@ -52,7 +52,7 @@ import csv
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -63,6 +63,8 @@ from leukmodels.errors import UserError
 __all__ = [
     "CLASS_NAMES",
     "IMAGE_FORMATS",
+    "DIFFICULTIES",
+    "HARD_MORPHOLOGIES",
     "MORPHOLOGIES",
     "Morphology",
     "SyntheticSet",
@@ -95,6 +97,8 @@ class Morphology:
     nucleoli: tuple[int, int]  # count, inclusive
     nucleolus_radius: Range  # fraction of the nucleus radius
     vacuoles: tuple[int, int]  # count of clear cytoplasmic vacuoles, inclusive
+    nucleus_aspect: Range = (1.0, 1.12)  # long / short axis of the nucleus
+    keep_area: bool = False  # widen an elongated nucleus so its area stays that of a disc
 
 
 _MATURE = Morphology(
@@ -167,6 +171,34 @@ MORPHOLOGIES: dict[str, Morphology] = {
         vacuoles=(2, 4),
     ),
 }
+
+_HARD_TEXTURE = Morphology(
+    keep_area=True,
+    nucleus_radius=(0.17, 0.24),
+    nc_ratio=(0.55, 0.62),
+    lobes=(0.01, 0.04),
+    cleft_prob=0.0,
+    cleft_depth=(0.0, 0.0),
+    clump=(0.0, 1.2),
+    grain=(0.04, 0.10),
+    reticular=(0.0, 0.0),
+    nucleoli=(0, 3),
+    nucleolus_radius=(0.15, 0.28),
+    vacuoles=(0, 0),
+)
+HARD_MORPHOLOGIES: dict[str, Morphology] = {
+    "normal": _HARD_TEXTURE,
+    "all": replace(_HARD_TEXTURE, nucleus_aspect=(1.6, 1.9)),
+    "benign": _HARD_TEXTURE,
+    "early_pre_b": replace(_HARD_TEXTURE, nucleus_aspect=(1.6, 1.9)),
+    "pre_b": replace(_HARD_TEXTURE, cleft_prob=1.0, cleft_depth=(0.45, 0.60)),
+    "pro_b": replace(_HARD_TEXTURE, lobes=(0.10, 0.16)),
+}
+"""``difficulty="hard"``: every class has the same nucleus area, N:C ratio, chromatin
+texture, nucleoli and vacuoles (drawn from one range); only the nucleus outline tells
+them apart (round, elongated, cleft, lobulated). Histograms and texture statistics
+(LBP, GLCM) then see no class; a CNN sees the shape (``bench/synthetic_hardness.py``)."""
+DIFFICULTIES = {"standard": MORPHOLOGIES, "hard": HARD_MORPHOLOGIES}
 
 
 @dataclass
@@ -271,10 +303,11 @@ def _sample(
     names: list[str],
     stains: dict[str, np.ndarray],
     rng: np.random.Generator,
+    morphologies: dict[str, Morphology] = MORPHOLOGIES,
 ) -> dict[str, np.ndarray]:
     """All per-image geometry and colour parameters, in units of the image side."""
     n = len(labels)
-    morph = [MORPHOLOGIES[names[c]] for c in labels]
+    morph = [morphologies[names[c]] for c in labels]
 
     def rng_of(field: str) -> np.ndarray:
         return np.array([getattr(m, field) for m in morph], dtype=np.float64).reshape(n, -1)
@@ -301,7 +334,8 @@ def _sample(
     p["nuc_x"] = p["cell_x"] + shift * np.cos(theta)
     p["nuc_y"] = p["cell_y"] + shift * np.sin(theta)
     p["nuc_angle"] = rng.uniform(0, 2 * np.pi, n)
-    p["nuc_aspect"] = rng.uniform(1.0, 1.12, n)
+    p["nuc_aspect"] = _uniform(rng, rng_of("nucleus_aspect"))
+    _keep_area(p, rng_of("keep_area")[:, 0] > 0)
     lobes = _uniform(rng, rng_of("lobes"))
     phase = rng.uniform(0, 2 * np.pi, (n, len(_LOBE_HARMONICS)))
     weight = rng.uniform(0.3, 1.0, (n, len(_LOBE_HARMONICS)))
@@ -350,6 +384,18 @@ def _sample(
     p["blur"] = rng.uniform(0.25, 0.55, n)
     p["noise"] = rng.uniform(1.5, 5.0, n)
     return p
+
+
+def _keep_area(p: dict[str, np.ndarray], keep: np.ndarray) -> None:
+    """Where `keep`: widen an elongated nucleus to the area of a disc of its radius, and
+    move it towards the cell's centre until it fits inside the cell."""
+    if not keep.any():
+        return
+    p["nuc_r"] = np.where(keep, p["nuc_r"] * np.sqrt(p["nuc_aspect"]), p["nuc_r"])
+    dx, dy = p["nuc_x"] - p["cell_x"], p["nuc_y"] - p["cell_y"]
+    room = np.maximum(0.92 * p["cell_r"] - p["nuc_r"], 0.0)
+    scale = np.where(keep, np.minimum(1.0, room / np.maximum(np.hypot(dx, dy), 1e-9)), 1.0)
+    p["nuc_x"], p["nuc_y"] = p["cell_x"] + dx * scale, p["cell_y"] + dy * scale
 
 
 # --- rendering ---------------------------------------------------------------------------
@@ -574,23 +620,34 @@ def _chunk(size: int) -> int:
 
 
 def generate(
-    n: int, classes: int = 2, size: int = 64, seed: int = 0, patients: int = 40
+    n: int,
+    classes: int = 2,
+    size: int = 64,
+    seed: int = 0,
+    patients: int = 40,
+    difficulty: str = "standard",
 ) -> SyntheticSet:
     """Generate `n` balanced single-cell smear images of `size` px with nucleus masks.
 
     `classes` is 2 (``normal``, ``all``) or 4 (``benign``, ``early_pre_b``, ``pre_b``,
     ``pro_b``); `patients` are spread evenly over the classes, each with one class and
-    one stain. Deterministic: the same arguments give identical arrays.
+    one stain. `difficulty` picks the class morphologies: ``standard``
+    (:data:`MORPHOLOGIES`: texture and shape) or ``hard`` (:data:`HARD_MORPHOLOGIES`:
+    shape only). Deterministic: the same arguments give identical arrays.
     """
     n, classes, size, patients = int(n), int(classes), int(size), int(patients)
     _check(n, classes, size, patients)
+    if difficulty not in DIFFICULTIES:
+        raise UserError(
+            f"synthetic difficulty must be one of {list(DIFFICULTIES)}, not {difficulty!r}"
+        )
     names = list(CLASS_NAMES[classes])
     root = np.random.SeedSequence([int(seed), n, classes, size, patients])
     param_seq, *chunk_seqs = root.spawn(1 + -(-n // _chunk(size)))
     rng = np.random.default_rng(param_seq)
     labels, owners = _assign(n, classes, patients, rng)
     stains = _patient_stains(patients, rng)
-    params = _sample(labels, owners, names, stains, rng)
+    params = _sample(labels, owners, names, stains, rng, DIFFICULTIES[difficulty])
 
     images = np.empty((n, size, size, 3), np.uint8)
     masks = np.empty((n, size, size), np.uint8)
@@ -621,6 +678,7 @@ def write_imagefolder(
     seed: int = 0,
     patients: int = 40,
     fmt: str = "png",
+    difficulty: str = "standard",
 ) -> Path:
     """Write a generated set as an image folder under `out` and return `out`.
 
@@ -636,7 +694,9 @@ def write_imagefolder(
         raise UserError(f"unknown image format {fmt!r}; choose one of {list(IMAGE_FORMATS)}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out} exists and is not an empty folder; choose a new folder")
-    data = generate(n, classes=classes, size=size, seed=seed, patients=patients)
+    data = generate(
+        n, classes=classes, size=size, seed=seed, patients=patients, difficulty=difficulty
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:

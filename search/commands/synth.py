@@ -28,6 +28,7 @@ def main(args: argparse.Namespace) -> int:
         seed=args.seed,
         patients=args.patients,
         fmt=args.format,
+        difficulty=args.difficulty,
     )
     seconds = time.perf_counter() - t
     logger.info(
@@ -41,6 +42,7 @@ def main(args: argparse.Namespace) -> int:
                 "n": args.n,
                 "classes": args.classes,
                 "size": args.size,
+                "difficulty": args.difficulty,
                 "seconds": seconds,
             }
         )

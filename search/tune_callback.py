@@ -10,6 +10,7 @@ Its counters start from the store, so a resumed study counts on from where it st
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 from ray.tune import Callback
@@ -97,7 +98,7 @@ class StoreCallback(Callback):
             full_fidelity=len(enqueued_trials(self.space)),
             metric=self.space.search.metric,
             slots=self.space.search.max_concurrent or 1,
-            live=self.live,
+            live=self.live and sys.stderr.isatty(),  # a resumed study may log to a file
             every_s=self.summary_every_s,
             counts=dict(self.counts),
             best=self.best,

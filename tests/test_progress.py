@@ -99,3 +99,15 @@ def test_trial_names_tell_trials_apart() -> None:
            "_repeat": 2, "_fold": 1}  # fmt: skip
     assert name_from_config(cfg) == "ablation-7-placement=_s1_s2_-r2-f1"
     assert name_from_config({"_kind": "explore", "_optuna_number": 12}) == "explore-12"
+
+
+def test_decoding_a_small_set_prints_one_line() -> None:
+    """The issue's 13 images made ten "decoding ... 10 %" lines: now only the 100% one."""
+    from leukmodels.data.cache import PROGRESS_MIN_IMAGES, _progress
+
+    for n, expected in ((13, 1), (PROGRESS_MIN_IMAGES, 10)):
+        lines: list[str] = []
+        tick = _progress(lines.append, n)
+        for done in range(1, n + 1):
+            tick(done)
+        assert len(lines) == expected, n

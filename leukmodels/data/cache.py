@@ -208,13 +208,19 @@ def _compact(path: Path, rows: np.ndarray, dest: Path, chunk: int = 256) -> None
         tmp.unlink(missing_ok=True)
 
 
+PROGRESS_MIN_IMAGES = 1000
+"""Smaller sets decode in moments: only their 100% line."""
+
+
 def _progress(log: Log | None, n: int) -> Callable[[int], None]:
-    """A callback logging "decoding N images ... P%" each time P passes a multiple of 10."""
+    """A callback logging "decoding N images ... P%" each time P passes a multiple of 10
+    (only at 100% for sets smaller than PROGRESS_MIN_IMAGES)."""
     last = [0]
 
     def tick(done: int) -> None:
         step = done * 10 // n
-        if log is not None and step > last[0]:
+        shown = n >= PROGRESS_MIN_IMAGES or step == 10
+        if log is not None and shown and step > last[0]:
             last[0] = step
             log(f"decoding {n:,} images ... {step * 10}%")
 

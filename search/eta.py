@@ -1,9 +1,10 @@
 """How long a study has left, from what its trials have taken so far.
 
-A running trial that has reported epochs is projected from its own time per epoch; one
-that has not, and every trial not yet started, is expected to take the mean duration of
-the finished trials of its kind (full-fidelity or exploration; all finished trials when
-its kind has none yet). The queue is then laid out on ``slots`` parallel lanes (the
+A running trial that has reported epochs is projected from its own time per epoch (an
+exploration trial, which ASHA may stop, no further than the mean of its kind); one that
+has not, and every trial not yet started, is expected to take the mean duration of the
+finished trials of its kind (full-fidelity or exploration; all finished trials when its
+kind has none yet). The queue is then laid out on ``slots`` parallel lanes (the
 concurrency seen so far), each trial on the lane that frees first, and the ETA is when the
 last lane ends. Nothing is estimated before the first trial finishes.
 """
@@ -35,14 +36,19 @@ def expected_duration(finished: dict[str, list[float]], kind: str) -> float | No
 
 
 def remaining_of(trial: Running, finished: dict[str, list[float]]) -> float:
-    """Seconds a running trial still needs."""
-    if trial.epochs_done > 0 and trial.max_epochs > trial.epochs_done:
+    """Seconds a running trial still needs.
+
+    With epochs reported: its own time per epoch times the epochs left; a full-fidelity
+    trial runs them all, an exploration trial (ASHA may stop it) no longer than the mean of
+    its kind says, when that is shorter. Without: the mean of its kind, less its time so far.
+    """
+    mean = expected_duration(finished, trial.kind)
+    if trial.epochs_done > 0 and trial.max_epochs >= trial.epochs_done:
         per_epoch = trial.elapsed_s / trial.epochs_done
         by_epochs = per_epoch * (trial.max_epochs - trial.epochs_done)
-        mean = expected_duration(finished, trial.kind)
-        # a trial ASHA may stop never runs longer than the mean says, nor less than 0
-        return by_epochs if mean is None else min(by_epochs, max(mean - trial.elapsed_s, 0.0))
-    mean = expected_duration(finished, trial.kind)
+        if trial.kind == "explore" and mean is not None:
+            return min(by_epochs, max(mean - trial.elapsed_s, 0.0))
+        return by_epochs
     return max((mean or 0.0) - trial.elapsed_s, 0.0)
 
 

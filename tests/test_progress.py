@@ -32,11 +32,14 @@ def test_eta_lays_the_queue_on_parallel_lanes() -> None:
 
 
 def test_a_running_trial_is_projected_from_its_epochs() -> None:
-    finished = {FULL: [100.0]}
+    finished = {FULL: [100.0], EXPLORE: [50.0]}
     # 2 of 10 epochs in 10 s: 40 s more by its own pace, the mean would say 90 s
     assert remaining_of(Running(FULL, 10.0, 2, 10), finished) == pytest.approx(40.0)
-    # a trial slower than the mean is not projected past what the mean allows... unless alone
-    assert remaining_of(Running(FULL, 90.0, 2, 10), finished) == pytest.approx(10.0)
+    # a full-fidelity trial slower than the mean runs all its epochs at its own pace
+    assert remaining_of(Running(FULL, 90.0, 2, 10), finished) == pytest.approx(360.0)
+    # an exploration trial may be stopped: no further than its kind's mean
+    assert remaining_of(Running(EXPLORE, 10.0, 1, 10), finished) == pytest.approx(40.0)
+    assert remaining_of(Running(EXPLORE, 10.0, 5, 10), finished) == pytest.approx(10.0)
     assert expected_duration({FULL: [], EXPLORE: [6.0, 8.0]}, FULL) == pytest.approx(7.0)
     assert remaining_of(Running(FULL, 1.0), {FULL: []}) == 0.0
 

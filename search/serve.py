@@ -9,11 +9,13 @@ search.report, rebuilt when a trial has ended). Bound to 127.0.0.1 unless told o
 from __future__ import annotations
 
 import logging
+import socket
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
+from leukmodels.errors import UserError
 from search.live_state import LiveState
 from search.serve_page import page
 from search.store.store import Store
@@ -49,8 +51,20 @@ def serve(db: str | None, study: str, host: str, port: int) -> None:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the report's in-memory studies
 
+    _check_address(host, port)
     with Store.open(db) as store:
         store.require_study(study)  # an unknown study is exit 2 before the server starts
         app = create_app(store, study)
         logger.info("study %s from %s: http://%s:%d/", study, store.masked_url, host, port)
         uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def _check_address(host: str, port: int) -> None:
+    """A UserError when ``host:port`` cannot be listened on (taken, or not this machine's)."""
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        raise UserError(
+            f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another --port"
+        ) from None

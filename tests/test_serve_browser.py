@@ -132,3 +132,14 @@ def test_page_shows_the_study_and_updates(sqlite_url: str) -> None:
         _, err = server.communicate(timeout=30)
     assert server.returncode == 0, err[-2000:]
     assert "Traceback" not in err
+
+
+def test_serve_errors_are_one_line(sqlite_url: str) -> None:
+    from search.cli import main
+
+    assert main(["serve", "--study", "nope", "--db", sqlite_url, "--port", str(_free_port())]) == 2
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--study", "nope", "--db", sqlite_url, "--port", str(port)]) == 2

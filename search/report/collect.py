@@ -8,7 +8,8 @@ Ablation and configuration cells (column ``cell``) hold only fully trained ``abl
 trial that lands on an ablation point has its own seed and was kept only because ASHA let
 it through, so it never enters a cell (it does enter the importance analysis). Column
 ``val`` is each completed run's value of the study's own (validation) metric at its best
-epoch: the report ranks runs by it, never by a test metric. Each run's stored per-image test predictions become its ``test_predictions``
+epoch: the report ranks runs by it, never by a test metric. Each run's stored per-image
+test predictions become its ``test_predictions``
 (:class:`~search.report.image_stats.TestPredictions`, None for runs stored without them),
 from which the ablation tables draw intervals over seeds and test images.
 """
@@ -16,6 +17,7 @@ from which the ablation tables draw intervals over seeds and test images.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +34,8 @@ from search.space import Space, load_space
 from search.store.records import ResultRecord, StudyInfo, TrialRecord
 from search.store.schema import FULL_FIDELITY_KINDS, SEARCH_KINDS
 from search.store.store import Store
+
+logger = logging.getLogger(__name__)
 
 METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "kappa", "auc")
 """Test metrics of the tables, in the papers' order (kappa and AUC as in their tables)."""
@@ -158,12 +162,14 @@ def _trial_row(space: Space, t: TrialRecord) -> dict[str, Any]:
         "data": config.get("data"),
     }
     row.update(_result_columns(t.result))
-    row[PREDICTIONS] = test_predictions(t.result, config.get("data"))
+    row[PREDICTIONS] = run_predictions(t.trial_id, t.result, config.get("data"))
     row["split"] = (t.result.extra or {}).get("split") if t.result is not None else None
     return row
 
 
-def test_predictions(result: ResultRecord | None, data: Any) -> TestPredictions | None:
+def run_predictions(
+    trial_id: int, result: ResultRecord | None, data: Any
+) -> TestPredictions | None:
     """A run's stored per-image test predictions; None when it has none (or they are broken).
 
     Their test set is the split's hash with the dataset and split spec, so runs share
@@ -177,7 +183,8 @@ def test_predictions(result: ResultRecord | None, data: Any) -> TestPredictions 
         cfg = data if isinstance(data, dict) else {}
         where = json.dumps([cfg.get("dataset"), cfg.get("split"), p.test_set], sort_keys=True)
         return TestPredictions(np.asarray(p.y_true), np.asarray(p.y_pred), test_set=where)
-    except (ValidationError, ValueError):
+    except (ValidationError, ValueError) as e:
+        logger.warning("trial %s: stored test predictions unreadable (%s); left out", trial_id, e)
         return None
 
 

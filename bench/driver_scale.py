@@ -68,7 +68,7 @@ def real_result(space: Any) -> tuple[dict[str, Any], str]:
     from search.optuna_space import KIND, NUMBER, REPEAT, SEED, encode_point
 
     point = space.baseline()
-    overrides = {"image_size": 32, "n": 120, "patients": 12}
+    overrides = {"image_size": 32, "n": 2000, "patients": 40}
     tc = space.trial_config(point, overrides=overrides)
     tc = tc.model_copy(update={"params": tc.params.model_copy(update={"epochs": 1})})
     result = run_trial(tc)
@@ -183,6 +183,8 @@ def tune_state_size(real: tuple[dict, str], trials: int, epochs: int) -> dict[st
     import ray
     from ray import tune
 
+    from search.runner import stdout_to_stderr
+
     config, result_json = real
     with tempfile.TemporaryDirectory() as tmp:
         ray.init(address="local", num_cpus=2, log_to_driver=False, include_dashboard=False)
@@ -193,7 +195,8 @@ def tune_state_size(real: tuple[dict, str], trials: int, epochs: int) -> dict[st
                 tune_config=tune.TuneConfig(num_samples=trials, max_concurrent_trials=2),
                 run_config=tune.RunConfig(name="state", storage_path=tmp, verbose=0),
             )
-            tuner.fit()
+            with stdout_to_stderr():  # Tune's banner; stdout is the JSON report
+                tuner.fit()
         finally:
             ray.shutdown()
         folder = Path(tmp) / "state"

@@ -57,6 +57,7 @@ from leukmodels.blocks.attention import (
 )
 from leukmodels.config import TrialParams
 from leukmodels.errors import UserError
+from leukmodels.mta import MTA_FIELDS, build_mta, is_mta, mta_arch_key, mta_label
 from leukmodels.sites import (  # noqa: F401  (re-exported: the site vocabulary lives there)
     ARCH_FIELDS,
     dilatable,
@@ -261,10 +262,16 @@ def load_pretrained(model: LeukNet, path: str | Path, backbone: str) -> LoadRepo
     return report
 
 
-def build_model(params: TrialParams, num_classes: int) -> LeukNet:
-    """The classifier ``params`` describe, with ``num_classes`` outputs."""
+def build_model(params: TrialParams, num_classes: int) -> nn.Module:
+    """The classifier ``params`` describe, with ``num_classes`` outputs (a
+    :class:`LeukNet`; for ``family='mta_cnn'`` paper 001's multi-task model,
+    :func:`leukmodels.mta.build_mta`)."""
     if num_classes < 1:
         raise UserError(f"num_classes must be >= 1, got {num_classes}")
+    if is_mta(params):
+        return build_mta(params, num_classes)
+    if params.task != "single":
+        raise UserError("task='multi' needs family='mta_cnn' (paper 001's multi-task model)")
     chosen = resolve_sites(params)
     adapter = get_backbone(params.backbone)
     backbone, in_features = _create_backbone(adapter, params)
@@ -282,7 +289,10 @@ def arch_key(params: TrialParams) -> dict[str, Any]:
     ``None``), placement is the list of sites used, ``output_stride`` is ``None`` for a
     standard backbone: two params with equal keys build the same layers.
     """
+    if is_mta(params):
+        return mta_arch_key(params, ARCH_FIELDS)
     key = {f: getattr(params, f) for f in ARCH_FIELDS}
+    key.update(dict.fromkeys(MTA_FIELDS))
     placed = params.attention != "none" or params.native_se == "replace"
     key["placement"] = resolve_sites(params) if placed else []
     resolved = resolved_options(params.attention, **attention_options(params))
@@ -322,6 +332,8 @@ def arch_label(params: TrialParams) -> str:
     native SE replaced); ``-os8``: dilated backbone; `` head=both+bn``: head pooling
     other than GAP and/or BatchNorm1d.
     """
+    if is_mta(params):
+        return mta_label(params)
     key = arch_key(params)
     label = params.backbone
     if params.backbone == "ddrnet":

@@ -38,6 +38,8 @@ VAL_METRICS = (
 EPOCH_METRICS = (
     *(f"val_{m}" for m in VAL_METRICS),
     "val_loss",
+    "val_dice",
+    "val_iou",
     "train_loss",
     "train_accuracy",
 )
@@ -60,6 +62,8 @@ Loss = Literal["ce", "weighted_ce", "focal", "label_smoothing", "ce_then_focal"]
 Optimizer = Literal["sgd", "adam", "adamw", "rmsprop"]
 Schedule = Literal["constant", "cosine", "step", "plateau"]
 ColorSpace = Literal["rgb", "hsv", "lab", "hed"]
+Family = Literal["classifier", "mta_cnn"]
+SegLoss = Literal["bce", "dice", "focal"]
 
 ATTENTIONS: tuple[str, ...] = get_args(Attention)
 POOLINGS: tuple[str, ...] = get_args(Pooling)
@@ -115,6 +119,27 @@ class TrialParams(_Strict):
     ddrnet_norm: Literal["gn", "bn"] = Field(
         "gn", description="ddrnet: GroupNorm (paper) or BatchNorm in the stem, DRDB and GLFEB"
     )
+    # Multi-task (paper 001's MTA-CNN): family 'mta_cnn' replaces backbone + head by a
+    # shared encoder with a classification branch and, for task 'multi', a segmentation one
+    family: Family = Field(
+        "classifier", description="classifier (backbone + head) or mta_cnn (paper 001)"
+    )
+    task: Literal["single", "multi"] = Field(
+        "single", description="mta_cnn: classification only, or + nucleus segmentation"
+    )
+    coupling: bool = Field(False, description="mta_cnn multi: task coupling alpha=sigmoid(beta)")
+    encoder: str = Field(
+        "plain", description="mta_cnn: 'plain' (paper's conv-BN-dropout) or a backbone name"
+    )
+    decoder: Literal["unet", "transunet"] = "unet"
+    cls_head: Literal["flat", "hierarchical"] = Field(
+        "flat", description="mta_cnn: N-class head, or leukaemic-or-not then subtype"
+    )
+    task_width: int = Field(128, ge=1, le=lim.MAX_TASK_WIDTH)
+    task_depth: int = Field(2, ge=1, le=lim.MAX_TASK_DEPTH)
+    seg_loss: SegLoss = "focal"
+    cls_weight: float = Field(1.0, ge=0.0, description="mta_cnn: weight of the class loss")
+    seg_weight: float = Field(1.0, ge=0.0, description="mta_cnn: weight of the mask loss")
 
     # --- loss -----------------------------------------------------------------------
     loss: Loss = "ce"
@@ -180,6 +205,13 @@ class TrialParams(_Strict):
     def _dilations(cls, v: list[int]) -> list[int]:
         if any(not 1 <= d <= lim.MAX_DILATION for d in v):
             raise ValueError(f"drdb_dilations must each be 1..{lim.MAX_DILATION}")
+        return v
+
+    @field_validator("encoder")
+    @classmethod
+    def _encoder(cls, v: str) -> str:
+        if v != "plain" and v not in backbone_names():
+            raise ValueError(f"encoder {v!r}: use 'plain' or a backbone, {backbone_names()}")
         return v
 
     @field_validator("offline_noise", "test_noise")

@@ -34,6 +34,10 @@ MAX_DRDB = 8
 MAX_DRDB_PATHS = 8
 MAX_DILATION = 16
 """DRDB dilated paths and their dilation (at 224 px the DRDB maps are 56 px)."""
+MAX_TASK_WIDTH = 1024
+MAX_TASK_DEPTH = 8
+"""mta_cnn task branches: channels and blocks (the transformer decoder's tokens are the
+stride-32 map, so its cost stays small)."""
 MAX_NOISE_LEVELS = 8
 """offline_noise: each level adds a copy of the training set; test_noise: one test pass each."""
 MAX_SIGMA = 255.0

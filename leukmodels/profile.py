@@ -44,7 +44,7 @@ def profile(
             times.append((time.perf_counter() - start) * 1000.0)
     key = arch_key(params)
     return {
-        "backbone": params.backbone,
+        "backbone": key["backbone"] or params.family,  # mta_cnn: no backbone of its own
         "attention": params.attention,
         "placement": key["placement"],
         "pooling": params.pooling,

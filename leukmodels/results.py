@@ -109,6 +109,8 @@ class EpochRow(Record):
     val_kappa: float | None = None
     val_mcc: float | None = None
     val_auc: float | None = None
+    val_dice: float | None = None  # multi-task trials: nucleus Dice / IoU (macro over images)
+    val_iou: float | None = None
     data_time_s: float | None = None
     compute_time_s: float | None = None
     epoch_time_s: float | None = None

@@ -31,9 +31,18 @@ ARCH_FIELDS: tuple[str, ...] = (
     "csab",
     "drdb_dilations",
     "ddrnet_norm",
+    "family",
+    "task",
+    "coupling",
+    "encoder",
+    "decoder",
+    "cls_head",
+    "task_width",
+    "task_depth",
 )
 """TrialParams fields that change the layers (``pretrained`` and ``dropout`` do not); the
-DDRNet block fields (``drdb`` .. ``ddrnet_norm``) only for ``backbone='ddrnet'``."""
+DDRNet block fields (``drdb`` .. ``ddrnet_norm``) only for ``backbone='ddrnet'``, the
+multi-task fields (``task`` .. ``task_depth``) only for ``family='mta_cnn'``."""
 
 
 def sites(backbone: str) -> list[str]:

@@ -30,6 +30,7 @@ from torch.optim.swa_utils import update_bn
 from torch.utils.data import DataLoader
 
 from leukmodels.arch import build_model
+from leukmodels.blocks.multitask import MultiTaskOutput
 from leukmodels.config import VAL_METRICS, TrialConfig
 from leukmodels.data.prepare import (
     PreparedData,
@@ -41,6 +42,7 @@ from leukmodels.data.prepare import (
 from leukmodels.errors import DataError, UserError
 from leukmodels.losses import build_loss
 from leukmodels.metrics import classification_metrics, uncertain_fraction
+from leukmodels.mta import batch_loss, build_mta_loss, is_mta, segments
 from leukmodels.optim import (
     EarlyStopping,
     Schedule,
@@ -55,11 +57,13 @@ from leukmodels.results import (
     EvalMetrics,
     Predictions,
     Profile,
+    SegmentationMetrics,
     SplitInfo,
     TestMetrics,
     Timings,
     TrialResult,
 )
+from leukmodels.seg_metrics import SegmentationMeter
 
 logger = logging.getLogger(__name__)
 EpochCallback = Callable[[EpochRow], Any]
@@ -95,15 +99,16 @@ def train_one_epoch(
     total_loss, correct, seen = 0.0, 0, 0
     data_s = compute_s = 0.0
     t = time.perf_counter()
-    for x, y in loader:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+    for batch in loader:  # (x, y) or, when the trial segments, (x, y, mask)
+        x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+        mask = batch[2].to(device, non_blocking=True) if len(batch) > 2 else None
         if amp:
             x = x.contiguous(memory_format=torch.channels_last)
         t_data = time.perf_counter()
         data_s += t_data - t
         with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-            logits = model(x)
-            loss = loss_fn(logits, y) + l1_penalty(model, params)
+            logits, loss = batch_loss(loss_fn, model(x), y, mask)
+            loss = loss + l1_penalty(model, params)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -123,22 +128,28 @@ def train_one_epoch(
 
 @torch.inference_mode()
 def predict(
-    model: nn.Module, loader: torch.utils.data.DataLoader, device: torch.device
+    model: nn.Module,
+    loader: torch.utils.data.DataLoader,
+    device: torch.device,
+    seg: SegmentationMeter | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Labels, class probabilities and mean cross-entropy over ``loader``.
 
     The loss is plain cross-entropy whatever the training loss (focal, smoothed,
-    weighted): a proper scoring rule that compares across trials.
+    weighted): a proper scoring rule that compares across trials. With ``seg``, a
+    multi-task model's predicted masks are scored against the loader's masks into it.
     """
     model.eval()
     ys, probs, total, n = [], [], 0.0, 0
-    for x, y in loader:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+    for batch in loader:
+        x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
         if device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
-            logits = model(x)
-        logits = logits.float()
+            out = model(x)
+        logits = out.logits.float() if isinstance(out, MultiTaskOutput) else out.float()
+        if seg is not None and isinstance(out, MultiTaskOutput) and out.mask_logits is not None:
+            seg.update(out.mask_logits, batch[2])
         total += nn.functional.cross_entropy(logits, y, reduction="sum").item()
         n += len(y)
         ys.append(y.cpu().numpy())
@@ -199,7 +210,7 @@ def setup(config: TrialConfig) -> Run:
             f"{config.data.dataset} is empty ({len(data.train)} train / {len(data.test)} test); "
             "give data.split a validation share or monitor train_loss / train_accuracy"
         )
-    loaders = make_loaders(data, p, seed=p.seed)
+    loaders = _loaders(data, config)
     seed_everything(p.seed)
     model = build_model(p, num_classes=len(data.class_names)).to(device)
     if device.type == "cuda":
@@ -211,13 +222,34 @@ def setup(config: TrialConfig) -> Run:
         data=data,
         loaders=loaders,
         model=model,
-        loss_fn=build_loss(p, list(data.class_counts.values())).to(device),
+        loss_fn=_loss(p, data).to(device),
         optimizer=optimizer,
         scheduler=build_scheduler(optimizer, p, p.epochs, mode=config.monitor_mode),
         scaler=torch.amp.GradScaler(device.type, enabled=device.type == "cuda"),
         stopper=EarlyStopping(p.patience, mode=config.monitor_mode),
         started=started,
     )
+
+
+def _loaders(data: PreparedData, config: TrialConfig) -> tuple[DataLoader, ...]:
+    """The train / val / test loaders, with the masks when the trial segments."""
+    p = config.params
+    if segments(p) and not data.has_masks:
+        raise DataError(
+            f"task='multi' trains nucleus segmentation, but {config.data.dataset} has no masks "
+            "(all_taleqani's Segmented/ folder, a manifest's mask column, or synthetic have them)"
+        )
+    return make_loaders(data, p, seed=p.seed, with_masks=segments(p))
+
+
+def _loss(p: Any, data: PreparedData) -> nn.Module:
+    """The trial's classification loss; for mta_cnn the weighted multi-task sum."""
+    cls_loss = build_loss(p, list(data.class_counts.values()))
+    return build_mta_loss(p, cls_loss, data.train) if is_mta(p) else cls_loss
+
+
+def _seg_meter(run: Run) -> SegmentationMeter | None:
+    return SegmentationMeter() if segments(run.config.params) else None
 
 
 def epoch_row(run: Run, epoch: int) -> EpochRow:
@@ -237,8 +269,12 @@ def epoch_row(run: Run, epoch: int) -> EpochRow:
         # short run from scratch lag far behind them (Wu & Johnson, "Rethinking BatchNorm")
         update_bn(train_loader, run.model, run.device)
     if len(run.data.val):
-        y, proba, vloss = predict(run.model, val_loader, run.device)
+        seg = _seg_meter(run)
+        y, proba, vloss = predict(run.model, val_loader, run.device, seg)
         row.update(_val_row(classification_metrics(y, proba, run.data.class_names), vloss))
+        if seg is not None and seg.count:
+            scores = seg.compute()
+            row.update(val_dice=scores["dice_macro"], val_iou=scores["iou_macro"])
     # the search always sees the metric it ranks by: NaN when undefined this epoch (e.g.
     # kappa when every validation image got one class), never another metric in its place
     row.setdefault(monitor, math.nan)
@@ -289,6 +325,19 @@ def fit(run: Run, on_epoch: EpochCallback | None = None) -> Fitted:
     return Fitted(epochs, best_state, time.perf_counter() - start)
 
 
+def _noise_metrics(run: Run) -> dict[str, EvalMetrics]:
+    """Test metrics per test-time noise sigma (``params.test_noise``)."""
+    data, p, positive = run.data, run.config.params, run.config.data.positive_class
+    noise: dict[str, EvalMetrics] = {}
+    for sigma, images in test_noise_sets(data, p.test_noise, seed=p.seed):
+        loader = make_eval_loader(images, data.test.labels, p)
+        ys, ps, _ = predict(run.model, loader, run.device)
+        noise[f"{sigma:g}"] = EvalMetrics.model_validate(
+            classification_metrics(ys, ps, data.class_names, positive=positive)
+        )
+    return noise
+
+
 def evaluate(run: Run, fitted: Fitted) -> TrialResult:
     """Test the best epoch's weights (clean, then per noise sigma); save, profile, report."""
     config, data, p, device = run.config, run.data, run.config.params, run.device
@@ -296,17 +345,13 @@ def evaluate(run: Run, fitted: Fitted) -> TrialResult:
         run.model.load_state_dict(fitted.best_state)
     start = time.perf_counter()
     positive = config.data.positive_class
-    y, proba, _ = predict(run.model, run.loaders[2], device)
+    seg = _seg_meter(run)
+    y, proba, _ = predict(run.model, run.loaders[2], device, seg)
     test = TestMetrics.model_validate(
         classification_metrics(y, proba, data.class_names, positive=positive)
         | {"uncertain_fraction": uncertain_fraction(proba, p.uncertain_below) if len(y) else None}
     )
-    noise: dict[str, EvalMetrics] = {}
-    for sigma, images in test_noise_sets(data, p.test_noise, seed=p.seed):
-        ys, ps, _ = predict(run.model, make_eval_loader(images, data.test.labels, p), device)
-        noise[f"{sigma:g}"] = EvalMetrics.model_validate(
-            classification_metrics(ys, ps, data.class_names, positive=positive)
-        )
+    noise = _noise_metrics(run)
     test_s = time.perf_counter() - start
     logger.info(
         "test: accuracy %.4f  f1 %.4f  (best epoch %s)",
@@ -344,6 +389,7 @@ def evaluate(run: Run, fitted: Fitted) -> TrialResult:
         threads=torch.get_num_threads(),
         checkpoint_path=_save_checkpoint(run),
         predictions=_predictions(data, y, proba),
+        segmentation=SegmentationMetrics(**seg.compute()) if seg is not None else None,
     )
 
 

@@ -18,7 +18,7 @@ from leukmodels.data import synthetic
 from leukmodels.data.registry import DATASETS, SYNTHETIC_SEED
 from leukmodels.data.splits import make_split
 from search.optuna_space import enqueued_trials, study_budget
-from search.report.collect import EXTRA_METRICS, METRICS
+from search.report.collect import EXTRA_METRICS, METRICS, SEG_METRICS
 from search.space import iter_ablation_points, load_space
 from search.space.models import ReferenceFacts
 
@@ -33,13 +33,14 @@ PAPER_SPACES = (
     "mobilenet_l1",
     "loss_optimizer",
     "ddrnet_blocks",
+    "mta_multitask",
 )
 NO_PAPER = {"quickstart"}  # the README's demo study: no paper behind it, so no paper profile
 SMOKE_MAX_TRIALS = 30
 """Trials a smoke study may run (enqueued runs plus exploration); at 2-3 epochs on tiny
 synthetic images this is what fits in ten minutes on two CPUs (see spaces/README.md)."""
 SMOKE_MAX_EPOCHS = 5
-REFERENCE_METRICS = set(METRICS) | set(EXTRA_METRICS)
+REFERENCE_METRICS = set(METRICS) | set(EXTRA_METRICS) | set(SEG_METRICS)
 ROW_KEYS = {"config", *ReferenceFacts.model_fields}
 
 

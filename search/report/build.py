@@ -28,6 +28,7 @@ from search.report.header import FULL_DEFINITION, header_facts
 from search.report.importance import MIN_SEEDS, MIN_TRIALS, factor_importance, metric_study
 from search.report.paper import configuration_table, configurations, reference_table
 from search.report.render import Block, to_html, to_markdown
+from search.report.segmentation import add_section
 from search.report.tables import complexity_table, noise_table
 from search.store.store import Store
 
@@ -144,6 +145,7 @@ class _Builder:
         for section in (
             self.ablation,
             self.configurations,
+            self.segmentation,
             self.importance,
             self.complexity,
             self.noise,
@@ -269,6 +271,9 @@ class _Builder:
                 f"{', '.join(map(str, tids[:10]))}{', ...' if len(tids) > 10 else ''}): its "
                 "recall is undefined and the macro averages count it as 0."
             )
+
+    def segmentation(self) -> None:
+        add_section(self)  # only when trials stored Dice / IoU (multi-task)
 
     def configurations(self) -> None:
         self.add("h2", "Named configurations against the paper")

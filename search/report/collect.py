@@ -47,6 +47,10 @@ BINARY_METRICS = {
     "pos_npv": "npv",
 }
 """Two-class tasks: the positive class's own metrics (percent), from the result's ``binary``."""
+SEG_METRICS = {"dice": "dice_macro", "iou": "iou_macro", "dice_pooled": "dice_pooled",
+               "iou_pooled": "iou_pooled"}  # fmt: skip
+"""Nucleus segmentation columns (percent) of multi-task trials -> their name in the
+stored :class:`~leukmodels.results.SegmentationMetrics`; NaN for other trials."""
 PREDICTIONS = "test_predictions"
 """Column of each run's :class:`TestPredictions` (None when it stored none)."""
 STAT_KINDS = SEARCH_KINDS  # retrain runs repeat a stored trial: never counted twice
@@ -114,6 +118,7 @@ _COLUMNS = [
     *BINARY_METRICS,
     "positive",
     "absent",
+    *SEG_METRICS,
     "params_count",
     "flops",
     "latency_ms",
@@ -193,7 +198,7 @@ def _result_columns(result: ResultRecord | None) -> dict[str, Any]:
     if result is None:
         empty = ("params_count", "flops", "latency_ms", "size_mb", "confusion", "class_names")
         return {**dict.fromkeys(empty), "noise": None, "positive": None, "absent": []} | {
-            m: math.nan for m in (*METRICS, *EXTRA_METRICS, *BINARY_METRICS)
+            m: math.nan for m in (*METRICS, *EXTRA_METRICS, *BINARY_METRICS, *SEG_METRICS)
         }
     row: dict[str, Any] = {
         "params_count": result.params_count,
@@ -214,6 +219,8 @@ def _result_columns(result: ResultRecord | None) -> dict[str, Any]:
         row[m] = _pct(getattr(binary, field)) if binary is not None else math.nan
     row["positive"] = binary.positive if binary is not None else None
     row["absent"] = absent_classes(result.confusion, result.class_names)
+    seg = (result.extra or {}).get("segmentation") or {}
+    row.update({m: _pct(seg.get(stored)) for m, stored in SEG_METRICS.items()})
     return row
 
 

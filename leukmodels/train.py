@@ -67,6 +67,7 @@ from leukmodels.seg_metrics import SegmentationMeter
 
 logger = logging.getLogger(__name__)
 EpochCallback = Callable[[EpochRow], Any]
+SEG_MONITORS = ("val_dice", "val_iou")
 _MONITORS = ", ".join(k for k in EpochRow.model_fields if k != "epoch")
 
 
@@ -188,6 +189,11 @@ def setup(config: TrialConfig) -> Run:
     p = config.params
     if config.monitor not in EpochRow.model_fields:
         raise UserError(f"monitor {config.monitor!r} is not an epoch metric; valid: {_MONITORS}")
+    if config.monitor in SEG_MONITORS and not segments(p):
+        raise UserError(
+            f"monitor {config.monitor} is reported by multi-task trials only "
+            "(family='mta_cnn', task='multi')"
+        )
     torch.set_num_threads(max(1, config.threads or len(os.sched_getaffinity(0))))
     seed_everything(p.seed)
     device = pick_device(config.device)

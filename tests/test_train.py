@@ -118,6 +118,9 @@ def test_a_monitor_that_no_epoch_reports_is_a_user_error(tmp_path: Path) -> None
     from leukmodels.errors import UserError
 
     cfg = tiny(tmp_path, epochs=1)
-    cfg.monitor = "val_dice"
-    with pytest.raises(UserError, match="val_dice.*val_f1"):
+    cfg.monitor = "val_dicee"
+    with pytest.raises(UserError, match="val_dicee.*val_f1"):
+        run_trial(cfg)
+    cfg.monitor = "val_dice"  # reported by multi-task trials only
+    with pytest.raises(UserError, match="val_dice.*task='multi'"):
         run_trial(cfg)

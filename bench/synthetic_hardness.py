@@ -129,11 +129,11 @@ def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def cnn_accuracy(
-    classes: int, epochs: int, seed: int, difficulty: str = "standard"
+    classes: int, epochs: int, seed: int, difficulty: str = "standard", n_train: int = 320
 ) -> tuple[float, float, float]:
-    """resnet18 from scratch on 320 images: (test accuracy, with re-estimated BN, seconds)."""
+    """resnet18 from scratch on `n_train` images: (test accuracy, with re-estimated BN, s)."""
     kw = {"classes": classes, "size": 64, "patients": 40, "difficulty": difficulty}
-    train = generate(320, seed=1000 + seed, **kw)
+    train = generate(n_train, seed=1000 + seed, **kw)
     test = generate(400, seed=2000 + seed, **kw)
     torch.manual_seed(seed)
     model = timm.create_model("resnet18", pretrained=False, num_classes=classes)
@@ -171,6 +171,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="CNN runs (training seeds)")
     parser.add_argument("--splits", type=int, default=5, help="grouped logreg splits")
     parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--train-n", type=int, default=320, help="CNN training images")
     parser.add_argument("--no-speed", action="store_true")
     parser.add_argument("--no-cnn", action="store_true", help="baselines only")
     args = parser.parse_args()
@@ -201,7 +202,7 @@ def _one(classes: int, difficulty: str, args: argparse.Namespace) -> list[str]:
         return row
     runs = []
     for seed in range(args.repeats):
-        runs.append(cnn_accuracy(classes, args.epochs, seed, difficulty))
+        runs.append(cnn_accuracy(classes, args.epochs, seed, difficulty, args.train_n))
         plain, precise, secs = runs[-1]
         print(
             f"  {difficulty}, {classes} classes, seed {seed}: resnet18 {plain:.1%}, "

@@ -123,6 +123,24 @@ def _config(tmp_path: Path, dataset: str = "synthetic", **params: object) -> Tri
 
 
 @pytest.mark.slow
+def test_multitask_trial_learns_the_synthetic_nuclei(tmp_path: Path) -> None:
+    """The issue's target: a multi-task trial on the synthetic set reaches Dice >= 0.8
+    (2 epochs of 96 images at 48 px; measured: val Dice 0.88 after the first epoch, see
+    bench/README.md)."""
+    config = _config(tmp_path, epochs=2, batch_size=8, lr=2e-3, task_width=128)
+    config.data = config.data.model_copy(update={"image_size": 48})
+    result = run_trial(config)
+    seg = result.segmentation
+    assert seg is not None
+    assert seg.dice_macro >= 0.8, seg
+    assert 0 < seg.iou_macro <= seg.dice_macro <= 1 and 0 < seg.iou_pooled <= seg.dice_pooled
+    assert all(e.val_dice is not None and e.val_iou is not None for e in result.epochs)
+    assert result.best_epoch == max(
+        range(1, len(result.epochs) + 1), key=lambda i: result.epochs[i - 1].val_dice
+    )
+
+
+@pytest.mark.slow
 def test_multitask_trial_without_masks_is_a_data_error(tmp_path: Path) -> None:
     folder = tmp_path / "nomasks"
     write_imagefolder(folder, n=32, classes=4, size=32, patients=8)

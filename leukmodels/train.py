@@ -183,6 +183,17 @@ class Run:
     started: float  # perf_counter() when setup began
 
 
+def check_split_sizes(data: PreparedData, dataset: str) -> None:
+    """A DataError when the training or test split is empty (every trial would fail)."""
+    for name, part in (("training", data.train), ("test", data.test)):
+        if len(part) == 0:
+            raise DataError(
+                f"the {name} split of {dataset} is empty "
+                f"({len(data.train)} train / {len(data.val)} val / {len(data.test)} test images); "
+                "use more images or patients, or change data.split"
+            )
+
+
 def setup(config: TrialConfig) -> Run:
     """Threads and seeds, the data (split, pre-processed), model, loss, optimiser, schedule."""
     started = time.perf_counter()
@@ -198,13 +209,7 @@ def setup(config: TrialConfig) -> Run:
     seed_everything(p.seed)
     device = pick_device(config.device)
     data = prepare_data(config.data, p)
-    for name, part in (("training", data.train), ("test", data.test)):
-        if len(part) == 0:
-            raise DataError(
-                f"the {name} split of {config.data.dataset} is empty "
-                f"({len(data.train)} train / {len(data.val)} val / {len(data.test)} test images); "
-                "use more images or patients, or change data.split"
-            )
+    check_split_sizes(data, config.data.dataset)
     logger.info(
         "data: %d train / %d val / %d test, %d classes, split %s%s",
         len(data.train), len(data.val), len(data.test), len(data.class_names), data.split.hash,

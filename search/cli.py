@@ -244,11 +244,16 @@ def _train_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "resume",
         parents=[common],
-        help="continue an interrupted study (completed trials never rerun)",
+        help="finish an interrupted or crashed study (completed trials never rerun)",
     )
     _add_study(p)
     _add_db(p)
     _add_ray(p)
+    p.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="also rerun the trials that failed (each into its own row again)",
+    )
     p = sub.add_parser(
         "retrain",
         parents=[common],

@@ -27,7 +27,8 @@ SEED = "_seed"
 FOLD = "_fold"
 LABEL = "_label"  # ablation: "<factor>=<level>"
 NUMBER = "_optuna_number"
-META_KEYS = (KIND, REPEAT, SEED, FOLD, LABEL, NUMBER)
+RESUMES = "_resumes"  # a rerun after a crash: the Tune trial id its store row was made under
+META_KEYS = (KIND, REPEAT, SEED, FOLD, LABEL, NUMBER, RESUMES)
 
 
 def distribution(f: Factor) -> BaseDistribution:
@@ -47,16 +48,21 @@ class DefineByRun:
         for f in space.factors.values():
             if space.active(f, space.context(decoded)):
                 decoded[f.name] = f.suggest(trial)
-        attrs = dict(trial.user_attrs)
-        seed = attrs.get("seed")
-        return {
-            KIND: attrs.get("kind", "explore"),
-            REPEAT: int(attrs.get("repeat", 0)),
-            SEED: int(seed) if seed is not None else exploration_seed(space, trial.number),
-            FOLD: attrs.get("fold"),
-            LABEL: attrs.get("label"),
-            NUMBER: trial.number,
-        }
+        return meta_for(space, dict(trial.user_attrs), trial.number)
+
+
+def meta_for(space: Space, attrs: dict[str, Any], number: int) -> dict[str, Any]:
+    """Our meta keys of a trial's config, from its Optuna ``user_attrs`` and number."""
+    seed = attrs.get("seed")
+    return {
+        KIND: attrs.get("kind", "explore"),
+        REPEAT: int(attrs.get("repeat", 0)),
+        SEED: int(seed) if seed is not None else exploration_seed(space, number),
+        FOLD: attrs.get("fold"),
+        LABEL: attrs.get("label"),
+        NUMBER: number,
+        RESUMES: attrs.get("resumes"),
+    }
 
 
 def repeat_seeds(space: Space) -> list[int]:
@@ -108,7 +114,8 @@ def runs_per_point(space: Space, point: dict[str, Any]) -> list[tuple[int, int, 
 
 
 def enqueued_trials(space: Space) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """(Optuna params, user_attrs) for every trial that runs before exploration."""
+    """(Optuna params, user_attrs) for every trial that runs before exploration; ``slot``
+    (the position in this list) tells a resume which of them Optuna already holds."""
     out = []
     if space.search.algorithm == "grid":
         points = [("grid", None, space.fill(p)) for p in space.grid()]
@@ -123,6 +130,7 @@ def enqueued_trials(space: Space) -> list[tuple[dict[str, Any], dict[str, Any]]]
                 attrs["fold"] = fold
             if label:
                 attrs["label"] = label
+            attrs["slot"] = len(out)
             out.append((encode_point(space, point), attrs))
     return out
 

@@ -2,8 +2,8 @@
 
 ``run_study`` starts (or joins) Ray, creates the study in our tables and Optuna's RDB
 storage in the same database, enqueues the ablation set (or the whole grid), and lets
-TPE / random sampling explore the rest of the budget. ``resume_study`` continues an
-interrupted study from Ray's experiment state: completed trials are never run again.
+TPE / random sampling explore the rest of the budget. ``resume_study`` finishes an
+interrupted (or crashed) study from the store: completed trials are never run again.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 from leukmodels.errors import UserError
 from search.cluster import check_cluster, refuse_ray_client, start_ray
 from search.names import MAX_NAME_LENGTH, check_name
-from search.optuna_space import DefineByRun, study_budget
+from search.optuna_space import enqueued_trials, study_budget
 from search.space import Space, load_space
 from search.storage import experiment_path, split_experiment, storage_root
 from search.store.records import StudyInfo, StudyRecord
@@ -81,12 +81,14 @@ def data_overrides(opts: RunOptions) -> dict[str, Any]:
 
 
 def check_data(space: Space, overrides: dict[str, Any]) -> None:
-    """Prepare the baseline's data on the driver: bad data fails before Ray starts, and
-    the decode cache is warm for every trial on this machine."""
+    """Prepare the baseline's data on the driver: bad data (unreadable, a class missing, an
+    empty split) fails before Ray starts, and the decode cache is warm for every trial."""
     from leukmodels.data.prepare import prepare_data
+    from leukmodels.train import check_split_sizes
 
     tc = space.trial_config(space.baseline(), overrides=overrides)
-    prepare_data(tc.data, tc.params)  # logs what it skips and what it warns about
+    data = prepare_data(tc.data, tc.params)  # logs what it skips and what it warns about
+    check_split_sizes(data, tc.data.dataset)
 
 
 def pick_study_name(store: Store, requested: str | None, space: Space) -> str:
@@ -181,44 +183,83 @@ def _study_record(space: Space, opts: RunOptions, name: str, budget: int) -> Stu
     )
 
 
-def _searcher(space: Space, store: Store, name: str, queued: list) -> Any:
-    """Optuna's study in the store's database, the enqueued points first, as a Tune searcher."""
-    import optuna
+def _fit(
+    space: Space,
+    opts: RunOptions,
+    overrides: dict[str, Any],
+    store: Store,
+    study: tuple[str, int, str],
+    searcher: Any,
+    num_samples: int,
+) -> None:
+    """Run ``num_samples`` Tune trials of ``searcher``'s configs; ``study`` is (name, id,
+    Ray storage folder). A resume starts a fresh Tuner too: our store and Optuna say what
+    is left, not Ray's experiment state (which a crash may leave behind the store)."""
+    from ray import tune
 
-    from search.optuna_pruning import PruningOptunaSearch
-    from search.optuna_storage import MaskedRDBStorage
+    from search.tune_callback import StoreCallback
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    ostorage = MaskedRDBStorage(store.optuna_url)  # pickled into Ray's state without the password
-    sampler = (
-        optuna.samplers.RandomSampler(seed=space.search.seed)
-        if space.search.algorithm == "random"
-        else optuna.samplers.TPESampler(seed=space.search.seed)
+    name, study_id, storage_path = study
+    max_epochs = space.trial_config(space.baseline()).params.epochs
+    callback = StoreCallback(
+        store.url, name, study_id, space, overrides, live=opts.live, ostudy=searcher.ostudy
     )
-    study = optuna.create_study(
-        study_name=name,
-        storage=ostorage,
-        sampler=sampler,
-        direction="maximize" if space.search.mode == "max" else "minimize",
-        load_if_exists=True,
-    )
-    for params, attrs in queued:
-        study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=False)
-    return PruningOptunaSearch(
-        DefineByRun(space),
-        metric=space.search.metric,
-        mode=space.search.mode,
-        sampler=sampler,
-        storage=ostorage,
-        study_name=name,
-    )
+    with stdout_to_stderr():
+        tuner = tune.Tuner(
+            _trainable(space, overrides),
+            tune_config=tune.TuneConfig(
+                search_alg=searcher,
+                scheduler=_scheduler(space, max_epochs),
+                num_samples=num_samples,
+                max_concurrent_trials=opts.max_concurrent or space.search.max_concurrent,
+                time_budget_s=space.search.time_budget_s,
+                trial_name_creator=trial_name,
+                trial_dirname_creator=trial_dirname,
+            ),
+            run_config=tune.RunConfig(
+                name=name,
+                storage_path=split_experiment(storage_path)[0],
+                failure_config=tune.FailureConfig(max_failures=space.search.max_failures),
+                callbacks=[callback],
+                verbose=0,
+            ),
+        )
+        try:
+            tuner.fit()
+        except Exception as exc:
+            gone = _database_gone(exc)
+            if gone is None:
+                raise
+            raise gone from None
+
+
+def _database_gone(exc: BaseException) -> BaseException | None:
+    """The DatabaseGone behind an error Tune raised (a callback's), if that is what it was."""
+    from search.store.retry import DatabaseGone
+
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, DatabaseGone):
+            return cur
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
+def _stopped_by_database(store: Store, name: str, exc: BaseException) -> dict[str, Any]:
+    """The study stops as interrupted (if the database takes that write) with the reason."""
+    logger.error("%s", exc)
+    with contextlib.suppress(Exception):
+        study = store.require_study(name)
+        store.set_study_status(study.id, "interrupted")
+    return {"study": name, "status": "interrupted", "db": store.masked_url, "error": str(exc)}
 
 
 def run_study(space: Space, opts: RunOptions) -> dict[str, Any]:
     """Run a new study of ``space``; returns a summary (also written to the store)."""
-    from ray import tune
-
-    from search.tune_callback import StoreCallback
+    from search.optuna_study import OptunaStudy, StudySearcher
+    from search.store.retry import DatabaseGone
 
     refuse_ray_client(opts.address or "")
     storage_root(opts.storage_path)  # a bad --storage-path fails before anything starts
@@ -231,128 +272,128 @@ def run_study(space: Space, opts: RunOptions) -> dict[str, Any]:
             f"{space.path}: nothing to run: no ablation section and search.num_samples is 0"
         )
     check_data(space, overrides)
-    with stdout_to_stderr():
-        url = start_ray(opts.address, opts.dashboard)
-    res = space.search.resources
-    check_cluster(res.cpu, res.gpu, store.url, autoscale=opts.autoscale)
-    if url:
-        logger.info("Ray dashboard: %s%s", url, _token_hint())
+    _start_ray(space, store, opts)
     record = _study_record(space, opts, name, total)
     study_id = store.ensure_study(record)
     logger.info(
         "study %s (id %d) in %s; Ray results in %s", name, study_id, store.masked_url,
         record.storage_path,
     )  # fmt: skip
-    searcher = _searcher(space, store, name, queued)
+    ostudy = OptunaStudy(store.optuna_url, name, space)
+    ostudy.ensure_enqueued(queued)
     logger.info(
         "%d %s trial(s) first (full fidelity), then %d %s trial(s)",
         len(queued), "grid" if space.search.algorithm == "grid" else "ablation",
         explore, space.search.algorithm,
     )  # fmt: skip
-    max_epochs = space.trial_config(space.baseline()).params.epochs
-    with stdout_to_stderr():
-        tuner = tune.Tuner(
-            _trainable(space, overrides),
-            tune_config=tune.TuneConfig(
-                search_alg=searcher,
-                scheduler=_scheduler(space, max_epochs),
-                num_samples=total,
-                max_concurrent_trials=opts.max_concurrent or space.search.max_concurrent,
-                time_budget_s=space.search.time_budget_s,
-                trial_name_creator=trial_name,
-                trial_dirname_creator=trial_dirname,
-            ),
-            run_config=tune.RunConfig(
-                name=name,
-                storage_path=split_experiment(record.storage_path)[0],
-                failure_config=tune.FailureConfig(max_failures=space.search.max_failures),
-                callbacks=[
-                    StoreCallback(store.url, name, study_id, space, overrides, live=opts.live)
-                ],
-                verbose=0,
-            ),
-        )
-        tuner.fit()
+    study = (name, study_id, str(record.storage_path))
+    try:
+        _fit(space, opts, overrides, store, study, StudySearcher(ostudy), total)
+    except DatabaseGone as exc:
+        return _stopped_by_database(store, name, exc)
     return _finish(store, name, space)
 
 
-def resume_study(name: str, opts: RunOptions) -> dict[str, Any]:
-    """Continue an interrupted study from Ray's experiment state."""
-    from ray import tune
+def _start_ray(space: Space, store: Store, opts: RunOptions) -> None:
+    """Start or join Ray and check the cluster can run the space's trials."""
+    with stdout_to_stderr():
+        url = start_ray(opts.address, opts.dashboard)
+    res = space.search.resources
+    check_cluster(res.cpu, res.gpu, store.url, autoscale=opts.autoscale)
+    if url:
+        logger.info("Ray dashboard: %s%s", url, _token_hint())
+
+
+def resume_study(name: str, opts: RunOptions, retry_failed: bool = False) -> dict[str, Any]:
+    """Finish an interrupted study from the store: Optuna is reconciled from it, trials cut
+    short are rerun, completed ones never (see :mod:`search.reconcile`). Ray's experiment
+    state is not needed: a fresh Tuner runs what is left of the budget."""
+    from search.optuna_study import OptunaStudy, StudySearcher
+    from search.reconcile import plan_resume
+    from search.store.retry import DatabaseGone
 
     check_name(name, "study name")
     refuse_ray_client(opts.address or "")
     store = Store.open(opts.db)
     study = store.require_study(name)
-    if study.status == "completed":
+    failed = study.counts.get("failed", 0)
+    if study.status == "completed" and not (retry_failed and failed):
         raise UserError(
-            f"study '{name}' is already completed; nothing to resume (see `leuksearch best --study {name}`)"
+            f"study '{name}' is already completed; nothing to resume (see `leuksearch best "
+            f"--study {name}`{', or --retry-failed to rerun its failed trials' if failed else ''})"
         )
     space = load_space(study.space_path or "space.yaml", study.profile, text=study.space_yaml)
-    overrides = (study.config or {}).get("overrides", {})
+    overrides = dict((study.config or {}).get("overrides", {}))
     path = _resume_path(study.storage_path, name, opts.storage_path)
-    with stdout_to_stderr():
-        url = start_ray(opts.address, opts.dashboard)
-    res = space.search.resources
-    check_cluster(res.cpu, res.gpu, store.url, autoscale=opts.autoscale)
+    check_data(space, overrides)
+    ostudy = OptunaStudy(store.optuna_url, name, space)
+    plan = plan_resume(store, study, ostudy, enqueued_trials(space), retry_failed)
+    for note in plan.notes:
+        logger.info("resume: %s", note)
     if path != study.storage_path:
         store.set_storage_path(study.id, path)
     store.set_study_status(study.id, "running")
-    logger.info("resuming study %s from %s", name, path)
-    with stdout_to_stderr():
-        if url:
-            logger.info("Ray dashboard: %s%s", url, _token_hint())
-        # Tune restores the experiment's own StoreCallback; it reads its counters from the store
-        tuner = tune.Tuner.restore(
-            path,
-            trainable=_trainable(space, overrides),
-            resume_unfinished=True,
-            resume_errored=False,
-        )
-        tuner.fit()
+    logger.info(
+        "resuming study %s: %d trial(s) to run (%d rerun) in %s",
+        name, plan.remaining, len(plan.reruns), path,
+    )  # fmt: skip
+    if plan.remaining > 0:  # Ray only when there is something to run
+        _start_ray(space, store, opts)
+        searcher = StudySearcher(ostudy, plan.reruns)
+        try:
+            _fit(space, opts, overrides, store, (name, study.id, path), searcher, plan.remaining)
+        except DatabaseGone as exc:
+            return _stopped_by_database(store, name, exc)
     return _finish(store, name, space)
 
 
 def _resume_path(stored: str | None, name: str, storage_path: str | None) -> str:
-    """The experiment to restore: under ``--storage-path`` when given, else where the
-    study recorded it; a UserError when Ray finds no experiment state there."""
-    from ray import tune
-
-    path = experiment_path(storage_root(storage_path), name) if storage_path else stored
-    try:
-        found = bool(path) and tune.Tuner.can_restore(path)
-    except (OSError, ValueError, ImportError) as exc:
-        raise UserError(f"cannot read Ray's experiment state at {path}: {exc}") from None
-    if not found:
-        raise UserError(
-            f"study '{name}' has no Ray experiment state at {path}; it cannot be resumed "
-            "(it was stopped before its first trial started, or its --storage-path is "
-            "elsewhere: give it with `leuksearch resume --storage-path`). Start it again "
-            "with `leuksearch run`."
-        )
-    return path  # type: ignore[return-value]
+    """Where the resumed trials write: under ``--storage-path`` when given, else where the
+    study recorded it (Ray's experiment state there is not needed)."""
+    if storage_path:
+        return experiment_path(storage_root(storage_path), name)
+    return stored or experiment_path(storage_root(None), name)
 
 
 def _finish(store: Store, name: str, space: Space) -> dict[str, Any]:
-    """Mark the study completed, or interrupted when the store callback said so (trials cut
-    short) or the budget was not used up."""
+    """Mark the study interrupted when the store callback said so (trials cut short) or the
+    budget was not used up; failed when no trial completed; else completed."""
     study = store.require_study(name)
     budget = (study.config or {}).get("budget")
     finished = sum(study.counts.get(k, 0) for k in ("completed", "pruned", "failed"))
     short = budget is not None and finished < budget and space.search.time_budget_s is None
-    interrupted = study.status == "interrupted" or short
-    status = "interrupted" if interrupted else "completed"
-    store.set_study_status(study.id, status)
-    if interrupted:
+    error = None
+    if study.status == "interrupted" or short:
+        status = "interrupted"
         logger.info(
             "study %s interrupted; continue it with: leuksearch resume --study %s", name, name
         )
+    elif study.counts.get("completed", 0) == 0:
+        status = "failed"
+        error = _first_error(store, study)
+        logger.error("study %s failed: no trial completed; the first error: %s", name, error)
     else:
+        status = "completed"
         logger.info(
             "study %s completed: best %s %s (trial %s)",
             name, study.metric, study.best_value, study.best_trial_id,
         )  # fmt: skip
-    return _summary(store.require_study(name), store.masked_url)
+    store.set_study_status(study.id, status)
+    return {**_summary(store.require_study(name), store.masked_url), "error": error}
+
+
+def _first_error(store: Store, study: StudyInfo) -> str:
+    from search.tune_callback import error_line
+
+    failed = store.trials(study.id, "failed")
+    if not failed:
+        return "no trial ended (see the trials' logs under the study's storage path)"
+    return f"trial {failed[0].trial_id}: {error_line(failed[0].error)}"
+
+
+def exit_code(summary: dict[str, Any]) -> int:
+    """What ``run`` and ``resume`` exit with: 130 interrupted, 1 failed, else 0."""
+    return {"interrupted": 130, "failed": 1}.get(summary["status"], 0)
 
 
 def _summary(study: StudyInfo, db: str) -> dict[str, Any]:

@@ -8,11 +8,15 @@ It turns the trial's config (the Optuna parameters plus our meta keys) back into
 
 from __future__ import annotations
 
+import logging
 import socket
+import traceback
+from pathlib import Path
 from typing import Any
 
 from ray import tune
 
+from leukmodels.errors import UserError
 from search.optuna_space import FOLD, SEED, decode_config
 from search.space import Space
 
@@ -20,6 +24,10 @@ RESULT_KEY = "result_json"
 """The final report's key for the trial's TrialResult as JSON."""
 NODE_KEY, HOST_KEY, IP_KEY, GPUS_KEY = "ray_node_id", "ray_host", "ray_ip", "gpu_ids"
 """Keys of every epoch report that say where the trial runs (see :func:`placement`)."""
+ERROR_KEY = "user_error"
+"""The final report's key for a UserError the trial hit (its traceback, last line the error)."""
+
+logger = logging.getLogger(__name__)
 
 
 def trial_config_for(space: Space, config: dict[str, Any], overrides: dict[str, Any]) -> Any:
@@ -45,12 +53,26 @@ def placement() -> dict[str, Any]:
 
 
 def train_trial(config: dict[str, Any], space: Space, overrides: dict[str, Any]) -> None:
-    """Tune function trainable (``tune.with_parameters`` supplies space and overrides)."""
+    """Tune function trainable (``tune.with_parameters`` supplies space and overrides).
+
+    A :class:`UserError` (bad data, a bad value) would fail every retry the same way: it
+    ends the trial with one final report carrying the error instead of raising, so Tune
+    does not retry it; the traceback goes to ``error.txt`` in the trial's folder.
+    """
     from leukmodels.train import run_trial
 
-    tc = trial_config_for(space, config, overrides)
-    where = placement()
-    result = run_trial(tc, on_epoch=lambda row: tune.report({**row.report(), **where}))
+    try:
+        tc = trial_config_for(space, config, overrides)
+        where = placement()
+        result = run_trial(tc, on_epoch=lambda row: tune.report({**row.report(), **where}))
+    except UserError:
+        text = traceback.format_exc()
+        logger.error("%s", text)
+        with open(Path(tune.get_context().get_trial_dir()) / "error.txt", "w") as fh:
+            fh.write(text)
+        # epoch 0 is below every ASHA rung: the NaN informs no cutoff
+        tune.report({"epoch": 0, "final": True, space.search.metric: float("nan"), ERROR_KEY: text})
+        return
     tune.report(
         {
             "epoch": result.epochs[-1].epoch if result.epochs else 0,

@@ -10,19 +10,33 @@ Its counters start from the store, so a resumed study counts on from where it st
 from __future__ import annotations
 
 import logging
+import re
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from ray.tune import Callback
 
 from leukmodels.results import EpochRow, TrialResult
-from search.optuna_space import KIND, NUMBER, REPEAT, SEED, decode_config, enqueued_trials
+from search.journal import Journal
+from search.optuna_space import (
+    KIND,
+    NUMBER,
+    REPEAT,
+    RESUMES,
+    SEED,
+    decode_config,
+    enqueued_trials,
+)
+from search.optuna_study import OptunaStudy
 from search.progress import EXPLORE, FULL, Progress
 from search.space import Space
 from search.store import credentials
 from search.store.records import TrialUpdate
+from search.store.retry import call_with_retry
 from search.store.store import Store
 from search.trainable import (
+    ERROR_KEY,
     GPUS_KEY,
     HOST_KEY,
     IP_KEY,
@@ -32,7 +46,9 @@ from search.trainable import (
 )
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 _COUNTED = ("completed", "pruned", "failed")
+_MODULE_PATH = re.compile(r"^(?:[A-Za-z_]\w*\.)+(?=\w+: )")
 
 
 class StoreCallback(Callback):
@@ -40,6 +56,8 @@ class StoreCallback(Callback):
 
     Picklable into Ray's experiment state: it holds the masked database URL as a key (no
     password, no connection) and finds the real URL at use time (search.store.credentials).
+    Every write goes through a :class:`~search.journal.Journal` (kept in order while the
+    database is away); Optuna is told how a trial ended after the store holds it.
     """
 
     def __init__(
@@ -51,8 +69,12 @@ class StoreCallback(Callback):
         overrides: dict[str, Any],
         summary_every_s: float = 20.0,
         live: bool = False,
+        ostudy: OptunaStudy | None = None,
     ):
         self.db_key = credentials.register(db_url)
+        self.ostudy = ostudy
+        self._journal: Journal | None = None
+        self._seen: set[str] = set()  # trials with a result since they (re)started
         self.overrides = overrides
         self.study = study
         self.study_id = study_id
@@ -68,6 +90,7 @@ class StoreCallback(Callback):
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_store"] = None
+        state["_journal"] = None
         state["_progress"] = None  # a live display stays in the driver that draws it
         return state
 
@@ -77,15 +100,21 @@ class StoreCallback(Callback):
             self._store = Store.open(credentials.lookup(self.db_key))
         return self._store
 
+    @property
+    def journal(self) -> Journal:
+        if self._journal is None:
+            self._journal = Journal(self.db_key, self.study)
+        return self._journal
+
     def setup(self, **info: Any) -> None:
         """Counters and trial ids from the store (all zero for a new study)."""
-        study = self.store.study(self.study)
+        study = self._read(lambda: self.store.study(self.study))
         if study is None or study.id != self.study_id:
             raise LookupError(f"study {self.study!r} (id {self.study_id}) is not in the store")
         self.counts = {k: study.counts.get(k, 0) for k in _COUNTED}
         if study.best_value is not None and study.best_trial_id is not None:
             self.best = (study.best_value, study.best_trial_id)
-        stored = self.store.trials(self.study_id)
+        stored = self._read(lambda: self.store.trials(self.study_id))
         self._ids = {t.tune_trial_id: t.trial_id for t in stored}
         self._progress = self._new_progress(study, stored)
 
@@ -127,6 +156,7 @@ class StoreCallback(Callback):
         return tid
 
     def _start(self, trial: Any) -> int:
+        """The trial's store row: a rerun after a crash (``RESUMES``) keeps its old row."""
         cfg = trial.config
         point = decode_config(self.space, cfg)
         tc = trial_config_for(self.space, cfg, self.overrides)
@@ -139,9 +169,26 @@ class StoreCallback(Callback):
             optuna_number=cfg.get(NUMBER),
             repeat=cfg.get(REPEAT, 0),
         )
-        tid = self.store.upsert_trial(self.study_id, trial.trial_id, update)
+        tid = self.store.upsert_trial(self.study_id, self._key(trial), update)
         self._ids[trial.trial_id] = tid
         return tid
+
+    def _key(self, trial: Any) -> str:
+        """The trial's key in the store: its Tune id, or the row a rerun continues."""
+        return str(trial.config.get(RESUMES) or trial.trial_id)
+
+    def _write(self, what: str, write: Callable[[], object]) -> None:
+        """Write now, or keep the write in order while the database is away."""
+        self.journal.add(what, write)
+
+    def _read(self, read: Callable[[], T]) -> T:
+        return call_with_retry(read, self.db_key, what="reading trials", study=self.study)
+
+    def _tell(self, trial: Any, status: str, value: float | None = None) -> None:
+        """Tell Optuna how the trial ended, after the store holds it."""
+        number = trial.config.get(NUMBER)
+        if self.ostudy is not None and number is not None:
+            self.ostudy.tell(number, status, value)
 
     def _name(self, trial: Any) -> str:
         return f"trial {self._ids.get(trial.trial_id, '?')}"
@@ -162,7 +209,8 @@ class StoreCallback(Callback):
         self.progress.tick()
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._start(trial)
+        self._seen.discard(trial.trial_id)
+        self._write("a trial's start", lambda: self._start(trial))
         label = self._label(trial)
         logger.info("%s started %s", self._name(trial), label)
         epochs = trial_config_for(self.space, trial.config, self.overrides).params.epochs
@@ -175,67 +223,116 @@ class StoreCallback(Callback):
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
     ) -> None:
-        tid = self._trial_id(trial)
         if result.get("final"):
             return
         row = EpochRow.model_validate({k: result.get(k) for k in EpochRow.model_fields})
-        self.store.record_epoch(tid, row)
-        if row.epoch == 1 and result.get(NODE_KEY):  # again on a retry, perhaps elsewhere
-            self.store.upsert_trial(self.study_id, trial.trial_id, node_update(result))
+        # the node again on a retry, perhaps elsewhere
+        node = node_update(result) if row.epoch == 1 and result.get(NODE_KEY) else None
         value = result.get(self.space.search.metric)
+
+        def write() -> None:
+            self.store.record_epoch(self._trial_id(trial), row)
+            if node is not None:
+                self.store.upsert_trial(self.study_id, self._key(trial), node)
+            if self.ostudy is not None and value is not None:
+                self.ostudy.report(trial.config.get(NUMBER), row.epoch, value)
+
+        self._write(f"epoch {row.epoch} of {self._name(trial)}", write)
+        if trial.trial_id not in self._seen:
+            self._seen.add(trial.trial_id)
+            if row.epoch > 1:
+                logger.info(
+                    "%s continues from its checkpoint after epoch %d",
+                    self._name(trial), row.epoch - 1,
+                )  # fmt: skip
         self.progress.epoch(trial.trial_id, row.epoch, value)
         if value is not None and not self.live:  # live: the status block shows each epoch
             metric = self.space.search.metric
             logger.info("%s epoch %d %s %.4f", self._name(trial), row.epoch, metric, value)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        tid = self._trial_id(trial)
-        last = trial.last_result or {}
+        last = dict(trial.last_result or {})
+        if last.get(ERROR_KEY):
+            return self._failed(trial, last[ERROR_KEY])
         if last.get("final"):
-            result = TrialResult.model_validate_json(last[RESULT_KEY])
+            self._completed(trial, TrialResult.model_validate_json(last[RESULT_KEY]))
+            return
+        epoch = last.get("epoch")
+
+        def write() -> None:
+            tid = self._trial_id(trial)
+            self.store.finish_trial(tid, "pruned", fidelity="partial", epochs_done=epoch)
+            self._tell(trial, "pruned")
+
+        self._write(f"the end of {self._name(trial)}", write)
+        self.counts["pruned"] += 1
+        logger.info("%s pruned by ASHA at epoch %s", self._name(trial), epoch)
+        self.progress.finished(trial.trial_id, "pruned")
+
+    def _completed(self, trial: Any, result: TrialResult) -> None:
+        value = result.best_value
+
+        def write() -> None:
+            tid = self._trial_id(trial)
             self.store.record_result(tid, result)
-            self.counts["completed"] += 1
-            value = result.best_value
+            self._tell(trial, "completed", value)
             if value is not None and (self.best is None or self._better(value, self.best[0])):
                 self.best = (value, tid)
                 self.progress.set_best(value, tid)
-            logger.info(
-                "%s completed: %s %s, test accuracy %.4f f1 %.4f (%d epochs)",
-                self._name(trial), self.space.search.metric, _fmt(value),
-                result.test.accuracy, result.test.f1, result.epochs_done,
-            )  # fmt: skip
-        else:
-            self.store.finish_trial(
-                tid, "pruned", fidelity="partial", epochs_done=last.get("epoch")
-            )
-            self.counts["pruned"] += 1
-            logger.info("%s pruned by ASHA at epoch %s", self._name(trial), last.get("epoch"))
-        status = "completed" if last.get("final") else "pruned"
-        self.progress.finished(trial.trial_id, status)
+
+        self._write(f"the result of {self._name(trial)}", write)
+        self.counts["completed"] += 1
+        logger.info(
+            "%s completed: %s %s, test accuracy %.4f f1 %.4f (%d epochs)",
+            self._name(trial), self.space.search.metric, _fmt(value),
+            result.test.accuracy, result.test.f1, result.epochs_done,
+        )  # fmt: skip
+        self.progress.finished(trial.trial_id, "completed")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        tid = self._trial_id(trial)
-        error = _error_text(trial)
-        self.store.finish_trial(tid, "failed", error=error, fidelity="partial")
+        self._failed(trial, _error_text(trial))
+
+    def _failed(self, trial: Any, error: str) -> None:
+        """Store the failure with its whole text; the terminal gets its last line."""
+
+        def write() -> None:
+            tid = self._trial_id(trial)
+            self.store.finish_trial(tid, "failed", error=error, fidelity="partial")
+            self._tell(trial, "failed")
+
+        self._write(f"the failure of {self._name(trial)}", write)
         self.counts["failed"] += 1
-        first = error.strip().splitlines()[-1] if error.strip() else "unknown error"
-        logger.error("%s FAILED: %s", self._name(trial), first[:300])
+        logger.error("%s FAILED: %s", self._name(trial), error_line(error)[:300])
         self.progress.finished(trial.trial_id, "failed")
 
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        """Write what waited for the database (a no-op while it is still away)."""
+        if len(self.journal):
+            self.journal.flush()
+
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        """Trials still running were cut short: terminated, and the study interrupted."""
+        """Write everything kept; trials still running were cut short: terminated, and the
+        study interrupted."""
+        self.journal.drain()
         interrupted = False
         for trial in trials:
             tid = self._ids.get(trial.trial_id)
             if tid is None:
                 continue
-            stored = self.store.trial(tid)
+            stored = self._read(lambda tid=tid: self.store.trial(tid))
             if stored is not None and stored.status == "running":
-                self.store.finish_trial(tid, "terminated", fidelity="partial")
+                self._write("a cut-short trial", lambda tid=tid: self._terminate(tid))
                 interrupted = True
         if interrupted:
-            self.store.set_study_status(self.study_id, "interrupted")
+            self._write("the study's status", self._interrupted)
+        self.journal.drain()
         self.progress.close()
+
+    def _terminate(self, tid: int) -> None:
+        self.store.finish_trial(tid, "terminated", fidelity="partial")
+
+    def _interrupted(self) -> None:
+        self.store.set_study_status(self.study_id, "interrupted")
 
     # -- summary ---------------------------------------------------------------------
 
@@ -252,6 +349,13 @@ def node_update(result: dict) -> TrialUpdate:
 
 def _fmt(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def error_line(error: str | None) -> str:
+    """The line of an error text (a traceback ends with it) a person reads first, without
+    the exception's module path."""
+    lines = (error or "").strip().splitlines()
+    return _MODULE_PATH.sub("", lines[-1].strip()) if lines else "unknown error"
 
 
 def _error_text(trial: Any) -> str:

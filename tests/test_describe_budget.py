@@ -11,7 +11,7 @@ import optuna
 import pytest
 
 from search.cli import main
-from search.runner import _searcher
+from search.optuna_study import OptunaStudy
 from search.space import load_space
 from search.store.store import Store
 
@@ -31,7 +31,7 @@ def _enqueued(path: Path, profile: str | None, url: str) -> int:
     queued, _, _ = study_budget(space)
     name = f"cli-{path.stem}-{profile}".replace("(", "").replace(")", "")
     with Store.open(url) as store:
-        _searcher(space, store, name, queued)
+        OptunaStudy(store.optuna_url, name, space).ensure_enqueued(queued)  # as run_study does
         study = optuna.load_study(study_name=name, storage=store.optuna_url)
         return len(study.get_trials(states=(optuna.trial.TrialState.WAITING,)))
 

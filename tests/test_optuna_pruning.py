@@ -1,6 +1,6 @@
 """A trial ASHA stopped is PRUNED in Optuna's storage too (optuna-dashboard agrees with
-`leuksearch best`); a fully trained one is COMPLETE, an error FAIL. The searcher is the one
-the runner builds, on a real Optuna study in the store's database."""
+`leuksearch best`); a fully trained one is COMPLETE, an error FAIL. The study is the one
+the runner drives (search.optuna_study), on a real Optuna study in the store's database."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from search.optuna_space import study_budget
-from search.runner import _searcher
+from search.optuna_space import NUMBER, study_budget
+from search.optuna_study import OptunaStudy, StudySearcher
 from search.space import load_space
 from search.store.store import Store
 
@@ -21,15 +21,18 @@ def test_asha_stopped_trials_are_pruned_in_optuna(sqlite_url: str) -> None:
     space = load_space(ROOT / "spaces" / "quickstart.yaml", "smoke")
     queued, _, _ = study_budget(space)
     with Store.open(sqlite_url) as store:
-        searcher = _searcher(space, store, "cli-prune", queued[:3])
-        for key in ("stopped", "full", "broken"):
-            assert searcher.suggest(key) is not None
+        ostudy = OptunaStudy(store.optuna_url, "cli-prune", space)
+        ostudy.ensure_enqueued(queued[:3])
+        searcher = StudySearcher(ostudy)
+        stopped, full, broken = (searcher.suggest(key)[NUMBER] for key in ("s", "f", "b"))
         for epoch in (1, 2):
-            report = {"val_f1": 0.5 + epoch / 10, "epoch": epoch, "training_iteration": epoch}
-            searcher.on_trial_result("stopped", report)
-        searcher.on_trial_complete("stopped", result={"val_f1": 0.7, "epoch": 2})
-        searcher.on_trial_complete("full", result={"val_f1": 0.8, "epoch": 4, "final": True})
-        searcher.on_trial_complete("broken", error=True)
+            ostudy.report(stopped, epoch, 0.5 + epoch / 10)
+        ostudy.report(stopped, 2, 0.99)  # a retried epoch is not reported twice
+        # what the store callback tells once the store holds each trial's end
+        ostudy.tell(stopped, "pruned")
+        ostudy.tell(full, "completed", 0.8)
+        ostudy.tell(broken, "failed")
+        ostudy.tell(full, "completed", 0.1)  # told again after a crash: left as it was
         study = optuna.load_study(study_name="cli-prune", storage=store.optuna_url)
     states = [t.state for t in study.get_trials() if t.state != TrialState.WAITING]
     assert states == [TrialState.PRUNED, TrialState.COMPLETE, TrialState.FAIL]

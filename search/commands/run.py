@@ -7,7 +7,7 @@ import argparse
 from search.cli import emit_json
 from search.cluster import refuse_ray_client
 from search.progress import wants_live
-from search.runner import RunOptions, run_study
+from search.runner import RunOptions, exit_code, run_study
 from search.space import load_space
 
 
@@ -25,4 +25,4 @@ def main(args: argparse.Namespace) -> int:
     summary = run_study(space, opts)
     if args.json:
         emit_json(summary)
-    return 130 if summary["status"] == "interrupted" else 0
+    return exit_code(summary)

@@ -120,9 +120,9 @@ def test_cluster_resume_honours_storage_path(tmp_path: Path, capsys) -> None:
         )  # fmt: skip
         store.set_study_status(study_id, "interrupted")
     elsewhere = tmp_path / "elsewhere"
-    for given, shown in ((str(elsewhere), str(elsewhere / "moved")),
-                         (elsewhere.as_uri(), elsewhere.as_uri() + "/moved"),
-                         (None, str(tmp_path / "old" / "moved"))):  # fmt: skip
+    for given, shown in ((None, str(tmp_path / "old" / "moved")),
+                         (str(elsewhere), str(elsewhere / "moved")),
+                         (elsewhere.as_uri(), elsewhere.as_uri() + "/moved")):  # fmt: skip
         extra = ["--storage-path", given] if given else []
         # no Ray experiment state is needed (the store says what is left: nothing here)
         assert main(["resume", "--study", "moved", "--db", db, *extra]) == 1

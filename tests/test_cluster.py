@@ -249,7 +249,7 @@ def test_cluster_jobs_api_runs_a_study_on_a_ray_start_head(secret_db: str, tmp_p
     work = tmp_path / "job"
     work.mkdir()
     (work / "space.yaml").write_text(
-        SPACE.replace("gpu: 0.5", "gpu: 0").replace("num_samples: 9", "num_samples: 2")
+        SPACE.replace("gpu: 0.5", "gpu: 0").replace("num_samples: 9", "num_samples: 1")
     )
     try:
         submit = [
@@ -276,7 +276,7 @@ def test_cluster_jobs_api_runs_a_study_on_a_ray_start_head(secret_db: str, tmp_p
         shutil.rmtree(temp, ignore_errors=True)
     with Store.open(secret_db) as store:
         study = store.study("job")
-        assert study.status == "completed" and study.counts["completed"] == 2
+        assert study.status == "completed" and study.counts["completed"] == 1
 
 
 def test_cluster_worker_node_lost_mid_trial(ray_cluster: object, secret_db: str, tmp_path: Path):

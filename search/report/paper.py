@@ -20,7 +20,7 @@ import pandas as pd
 
 from leukmodels.config import DataSpec
 from search.report.ablation import level_stats
-from search.report.collect import METRICS, StudyData, point_key
+from search.report.collect import EXTRA_METRICS, METRICS, SEG_METRICS, StudyData, point_key
 from search.space import Space
 from search.space.models import REFERENCE_FACTS, ReferenceFacts
 
@@ -161,7 +161,7 @@ def facts_text(facts: ReferenceFacts) -> str:
 
 def _metric_kind(col: str) -> tuple[str, str] | None:
     metric, kind = (col[: -len("_gain")], "gain") if col.endswith("_gain") else (col, "value")
-    if metric not in METRICS and metric not in ("mcc", "npv", "balanced_accuracy"):
+    if metric not in (*METRICS, *EXTRA_METRICS, *SEG_METRICS):
         return None
     return metric, kind
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from sqlalchemy.engine import Connection, make_url
 from leukmodels.errors import UserError
 from leukmodels.results import EpochRow
 from search.cli import main as cli_main
-from search.store import Store, mask_url, optuna_url, resolve_url, schema
+from search.store import Store, mask_url, optuna_url, ranking, resolve_url, schema
 from search.store.engine import create_store_engine
 from search.store.migrations import (
     LATEST_VERSION,
@@ -246,6 +247,69 @@ def test_later_migration_upgrades_version_1_without_data_loss(store_url: str):
         with pytest.raises(UserError, match=f"schema version {nxt}"):
             migrate(store.engine)
         assert schema_version(store.engine) == nxt
+
+
+def _v2_rows(conn: Connection) -> tuple[int, int]:
+    """Two studies as version 2 stored them (no ls_trials.value): one ranked by val_f1
+    (max), one by val_loss (min); three trials each, epochs and results."""
+    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    ids = []
+    for name, metric, mode in (("v", "val_f1", "max"), ("l", "val_loss", "min")):
+        sid = conn.execute(
+            schema.studies.insert().values(
+                name=name,
+                space_yaml="",
+                space_hash="h",
+                metric=metric,
+                mode=mode,
+                created_at=now,
+                updated_at=now,
+            )  # fmt: skip
+        ).inserted_primary_key[0]
+        ids.append(sid)
+        for k, f1s in enumerate(((0.2, 0.9), (0.5, 0.6), (0.7,))):
+            tid = conn.execute(
+                schema.trials.insert().values(
+                    study_id=sid, tune_trial_id=f"t{k}", status="completed"
+                )  # fmt: skip
+            ).inserted_primary_key[0]
+            for epoch, f1 in enumerate(f1s, 1):
+                m = {"val_f1": f1, "val_loss": 1 - f1}
+                conn.execute(schema.epochs.insert().values(trial_id=tid, epoch=epoch,
+                             metrics=m, recorded_at=now, **m))  # fmt: skip
+    return ids[0], ids[1]
+
+
+def test_version_3_fills_the_value_of_stored_trials(store_url: str):
+    engine = create_store_engine(resolve_url(store_url))
+    try:
+        assert migrate(engine, MIGRATIONS[:2]) == 2
+        with engine.begin() as conn:
+            _v2_rows(conn)
+        assert migrate(engine) == LATEST_VERSION
+    finally:
+        engine.dispose()
+    with Store.open(store_url) as store:
+        assert [(t.tune_trial_id, t.value) for t in store.trials(store.study("v").id)] == [
+            ("t0", 0.9), ("t1", 0.6), ("t2", 0.7)]  # fmt: skip
+        assert [t.tune_trial_id for t in store.best("l")] == ["t0", "t2", "t1"]
+        assert [pytest.approx(t.value) for t in store.best("l")] == [0.1, 0.3, 0.4]
+        assert store.study("v").best_value == 0.9
+
+
+def test_stored_value_ranks_as_the_epoch_and_result_rows_do(store: Store):
+    """ls_trials.value for a JSON-only epoch metric and for a test metric agrees with
+    ranking the stored rows (the path of any other --metric)."""
+    for name, metric in (("json", "val_mcc"), ("test", "npv"), ("col", "f1")):
+        study_id = make_study(store, name, metric=metric, mode="max")
+        for k in range(4):
+            tid = add_trial(store, study_id, f"t{k}", test_f1=0.5 + k / 10, val_f1s=(0.3, 0.4))
+            store.record_epoch(tid, EpochRow(epoch=9, val_mcc=(k * 7 % 4) / 4, val_f1=0.1))
+        with store.engine.connect() as conn:
+            slow = ranking.rank(ranking.trial_values(conn, study_id, metric, "max"), "max")
+        fast = [(t.trial_id, t.value) for t in store.best(name, top=None)]
+        assert fast == slow and len(fast) == 4, name
+        assert store.study(name).best_trial_id == slow[0][0]
 
 
 def test_concurrent_migrations_apply_each_step_once(store_url: str):
@@ -526,6 +590,46 @@ def test_best_orders_completed_trials_by_test_and_validation_metrics(store: Stor
         store.best("demo", "val_f2")
     with pytest.raises(UserError, match="max, min"):
         store.best("demo", mode="up")
+
+
+def test_trial_summaries_match_the_full_records(store: Store):
+    """The report's one-query read gives what the full records hold."""
+    study_id = make_study(store)
+    noisy = trial_result(metric_dict(0.8), noise={"0.1": metric_dict(0.6)})
+    config = {"data": {"split": {"kind": "kfold", "fold": 2}}, "params": {"epochs": 4,
+              "backbone": "resnet18", "lr": 0.01}}  # fmt: skip
+    for k, (status, result) in enumerate(
+        (("completed", noisy), ("completed", trial_result(metric_dict(0.7))), ("failed", None))
+    ):
+        tid = store.upsert_trial(study_id, f"t{k}", TrialUpdate(params={"k": k}, config=config))
+        if result is None:
+            store.finish_trial(tid, status, error="boom")
+        else:
+            store.record_result(tid, result)
+    store.upsert_trial(study_id, "bare", TrialUpdate())
+    fields, keys = ("epochs", "backbone", "placement"), ("npv", "balanced_accuracy")
+    summaries = store.trial_summaries(study_id, fields, keys)
+    records = store.trials(study_id)
+    assert [s.trial_id for s in summaries] == [r.trial_id for r in records] and len(records) == 4
+    for s, r in zip(summaries, records, strict=True):
+        config = r.config or {}
+        assert (s.kind, s.status, s.fidelity, s.seed, s.repeat, s.params) == (
+            r.kind, r.status, r.fidelity, r.seed, r.repeat, r.params)  # fmt: skip
+        assert s.data == config.get("data")
+        assert s.trial_params == {f: (config.get("params") or {}).get(f) for f in fields}
+        assert s.has_result == (r.result is not None)
+        if r.result is None:
+            assert s.class_names is None and s.noise is None and s.confusion is None
+            continue
+        res = r.result
+        for c in schema.RESULT_METRIC_COLUMNS:
+            assert s.metrics[c] == getattr(res, c), c
+        assert s.metrics["npv"] == res.metrics.npv == 0.5
+        assert s.metrics["balanced_accuracy"] == res.metrics.balanced_accuracy
+        assert (s.class_names, s.confusion, s.noise) == (res.class_names, res.confusion, res.noise)
+        assert (s.params_count, s.flops, s.latency_ms, s.size_mb) == (
+            res.params_count, res.flops, res.latency_ms, res.profile.size_mb)  # fmt: skip
+    assert summaries[0].noise["0.1"].f1 == 0.6 and not summaries[1].noise
 
 
 def test_best_of_an_unknown_study_lists_the_known_ones(store: Store):

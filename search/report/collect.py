@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 from pydantic import ValidationError
 
@@ -31,8 +32,8 @@ from leukmodels.results import Predictions
 from leukmodels.sites import ARCH_FIELDS
 from search.report.image_stats import TestPredictions
 from search.space import Space, load_space
-from search.store.records import ResultRecord, StudyInfo, TrialRecord
-from search.store.schema import FULL_FIDELITY_KINDS, SEARCH_KINDS
+from search.store.records import StudyInfo, TrialSummary
+from search.store.schema import FULL_FIDELITY_KINDS, RESULT_METRIC_COLUMNS, SEARCH_KINDS
 from search.store.store import Store
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ STAT_KINDS = SEARCH_KINDS  # retrain runs repeat a stored trial: never counted t
 """Trial kinds whose fully trained runs enter the statistics (not ``retrain``)."""
 CELL_KINDS = FULL_FIDELITY_KINDS
 """Trial kinds whose fully trained runs make up ablation and configuration cells."""
+_JSON_METRICS = tuple(m for m in (*METRICS, *EXTRA_METRICS) if m not in RESULT_METRIC_COLUMNS)
+"""Test metrics without a column of their own in ``ls_results`` (read from its JSON)."""
 
 
 @dataclass
@@ -77,7 +80,8 @@ def load_study(store: Store, name: str) -> StudyData:
     """The study ``name`` (UserError listing the known ones if absent), its space and trials."""
     study = store.require_study(name)
     space = load_space(study.space_path or "space.yaml", study.profile, text=study.space_yaml)
-    rows = [_trial_row(space, t) for t in store.trials(study.id)]
+    summaries = store.trial_summaries(study.id, ("epochs", *ARCH_FIELDS), _JSON_METRICS)
+    rows = [_trial_row(space, t) for t in summaries]
     frame = pd.DataFrame(rows, columns=_COLUMNS)
     frame["full"] = frame["full"].astype(bool)  # a boolean mask even with no trials
     frame["cell"] = frame["full"] & frame["kind"].isin(CELL_KINDS)
@@ -139,10 +143,9 @@ def _pct(value: Any) -> float:
     return math.nan
 
 
-def _trial_row(space: Space, t: TrialRecord) -> dict[str, Any]:
-    config = t.config or {}
-    split = (config.get("data") or {}).get("split") or {}
-    tparams = config.get("params") or {}
+def _trial_row(space: Space, t: TrialSummary) -> dict[str, Any]:
+    split = (t.data or {}).get("split") or {}
+    tparams = t.trial_params
     fold = split.get("fold") if split.get("kind") == "kfold" else None
     point = dict(t.params or {})
     row: dict[str, Any] = {
@@ -159,28 +162,27 @@ def _trial_row(space: Space, t: TrialRecord) -> dict[str, Any]:
         "pair": f"seed={t.seed},fold={fold}",
         "point": point,
         "key": point_key(space, point),
-        "arch": json.dumps({f: tparams.get(f) for f in ARCH_FIELDS}, sort_keys=True),
+        "arch": orjson.dumps(
+            {f: tparams.get(f) for f in ARCH_FIELDS}, option=orjson.OPT_SORT_KEYS
+        ).decode(),
         "full": t.status == "completed"
         and t.fidelity == "full"
         and t.kind in STAT_KINDS
-        and t.result is not None,
-        "data": config.get("data"),
+        and t.has_result,
+        "data": t.data,
     }
-    row.update(_result_columns(t.result))
-    row[PREDICTIONS] = run_predictions(t.trial_id, t.result, config.get("data"))
-    row["split"] = (t.result.extra or {}).get("split") if t.result is not None else None
+    row.update(_result_columns(t))
+    row[PREDICTIONS] = run_predictions(t.trial_id, t.predictions, t.data)
+    row["split"] = t.split
     return row
 
 
-def run_predictions(
-    trial_id: int, result: ResultRecord | None, data: Any
-) -> TestPredictions | None:
+def run_predictions(trial_id: int, raw: Any, data: Any) -> TestPredictions | None:
     """A run's stored per-image test predictions; None when it has none (or they are broken).
 
     Their test set is the split's hash with the dataset and split spec, so runs share
     one only when they saw the same images in the same order.
     """
-    raw = (result.extra or {}).get("predictions") if result is not None else None
     if not raw:
         return None
     try:
@@ -193,33 +195,30 @@ def run_predictions(
         return None
 
 
-def _result_columns(result: ResultRecord | None) -> dict[str, Any]:
+def _result_columns(t: TrialSummary) -> dict[str, Any]:
     """Cost, confusion, noise and the test metrics (percent) of a trial's result."""
-    if result is None:
+    if not t.has_result:
         empty = ("params_count", "flops", "latency_ms", "size_mb", "confusion", "class_names")
         return {**dict.fromkeys(empty), "noise": None, "positive": None, "absent": []} | {
             m: math.nan for m in (*METRICS, *EXTRA_METRICS, *BINARY_METRICS, *SEG_METRICS)
         }
     row: dict[str, Any] = {
-        "params_count": result.params_count,
-        "flops": result.flops,
-        "latency_ms": result.latency_ms,
-        "size_mb": result.profile.size_mb if result.profile else None,
-        "confusion": result.confusion,
-        "class_names": result.class_names,
-        "noise": result.noise or None,
+        "params_count": t.params_count,
+        "flops": t.flops,
+        "latency_ms": t.latency_ms,
+        "size_mb": t.size_mb,
+        "confusion": t.confusion,
+        "class_names": t.class_names,
+        "noise": t.noise or None,
     }
     for m in (*METRICS, *EXTRA_METRICS):
-        value = getattr(result, m, None)
-        if value is None and result.metrics is not None:
-            value = getattr(result.metrics, m, None)
-        row[m] = _pct(value)
-    binary = result.metrics.binary if result.metrics is not None else None
+        row[m] = _pct(t.metrics.get(m))
+    binary = t.binary
     for m, field in BINARY_METRICS.items():
         row[m] = _pct(getattr(binary, field)) if binary is not None else math.nan
     row["positive"] = binary.positive if binary is not None else None
-    row["absent"] = absent_classes(result.confusion, result.class_names)
-    seg = (result.extra or {}).get("segmentation") or {}
+    row["absent"] = absent_classes(t.confusion, t.class_names)
+    seg = t.segmentation or {}
     row.update({m: _pct(seg.get(stored)) for m, stored in SEG_METRICS.items()})
     return row
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from leukmodels.config import EPOCH_METRICS, DataSpec, TrialConfig, TrialParams
@@ -231,7 +231,7 @@ class Space:
         for name, value in point.items():
             f = self.factors.get(name)
             canon[name] = f.canonical(value) if f is not None else canonical_value(value)
-        return json.dumps(canon, sort_keys=True, default=str)
+        return orjson.dumps(canon, default=str, option=orjson.OPT_SORT_KEYS).decode()
 
     def trial_config(
         self,

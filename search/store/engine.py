@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import orjson
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError
@@ -67,6 +68,7 @@ def create_store_engine(url: str, *, connect_timeout: int = DEFAULT_CONNECT_TIME
             url,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
             json_serializer=json_dumps,
+            json_deserializer=orjson.loads,
         )
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
@@ -76,6 +78,7 @@ def create_store_engine(url: str, *, connect_timeout: int = DEFAULT_CONNECT_TIME
         connect_args={"connect_timeout": int(connect_timeout)},
         pool_pre_ping=True,
         json_serializer=json_dumps,
+        json_deserializer=orjson.loads,  # several times json.loads' speed on big reads
     )
 
 

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 from leukmodels.errors import UserError
 from search.store.engine import begin_write, has_store_hooks
 from search.store.rows import utcnow
-from search.store.versions import v001_initial, v002_trial_gpu_ids
+from search.store.versions import v001_initial, v002_trial_gpu_ids, v003_trial_value
 
 VERSION_TABLE = "ls_schema_version"
 # pg_advisory_xact_lock key: a fixed 31-bit number derived from our name.
@@ -41,6 +41,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         v002_trial_gpu_ids.VERSION, v002_trial_gpu_ids.DESCRIPTION, v002_trial_gpu_ids.upgrade
     ),
+    Migration(v003_trial_value.VERSION, v003_trial_value.DESCRIPTION, v003_trial_value.upgrade),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Iterable, Sequence
 from typing import Any
 
+import orjson
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from leukmodels.errors import UserError
+from leukmodels.results import BinaryMetrics, EvalMetrics
 from search.store import schema
-from search.store.records import EpochRecord, TrialRecord
+from search.store.records import EpochRecord, TrialRecord, TrialSummary
 from search.store.rows import row_dict
 
 
@@ -85,6 +88,66 @@ def trial_rows(
         TrialRecord.model_validate({**item, "result": results.get(item["trial_id"])})
         for item in items
     ]
+
+
+def trial_summaries(
+    conn: Connection,
+    study_id: int,
+    param_fields: Sequence[str],
+    metric_keys: Sequence[str] = (),
+) -> list[TrialSummary]:
+    """A study's trials, oldest first, as a report reads them: one query, JSON fields
+    picked out by the database (``param_fields`` of the config's params, ``metric_keys``
+    of the result's metrics JSON besides its metric columns).
+
+    The config's data and params come as JSON text, parsed with orjson (data once per
+    distinct text: a study's trials share a few); 100,000 trials read in seconds.
+    """
+    t, r = schema.trials, schema.results
+    base = ("optuna_number", "kind", "status", "fidelity", "epochs_done", "seed", "repeat")
+    names = func.coalesce(r.c.metrics["class_names"], r.c.extra["class_names"])
+    cols = [t.c.id.label("trial_id"), *(t.c[c] for c in base), t.c.params,
+            t.c.config["data"].as_string().label("data"),
+            t.c.config["params"].as_string().label("trial_params"),
+            r.c.trial_id.label("result_id"), *(r.c[c] for c in schema.RESULT_METRIC_COLUMNS),
+            r.c.confusion, r.c.noise, r.c.params_count, r.c.flops, r.c.latency_ms,
+            r.c.profile["size_mb"].as_float().label("size_mb"),
+            names.label("class_names"), r.c.metrics["binary"].label("binary"),
+            r.c.extra["predictions"].label("predictions"), r.c.extra["split"].label("split"),
+            r.c.extra["segmentation"].label("segmentation"),
+            *(r.c.metrics[k].as_float().label(f"m_{i}") for i, k in enumerate(metric_keys))]  # fmt: skip
+    stmt = (
+        select(*cols)
+        .select_from(t.outerjoin(r, r.c.trial_id == t.c.id))
+        .where(t.c.study_id == study_id)
+        .order_by(t.c.id)
+    )
+    parse_data = functools.lru_cache(maxsize=256)(_loads)
+    out = []
+    for m in conn.execute(stmt).mappings().all():
+        metrics = {c: m[c] for c in schema.RESULT_METRIC_COLUMNS}
+        metrics.update({k: m[f"m_{i}"] for i, k in enumerate(metric_keys)})
+        item = {k: m[k] for k in ("trial_id", *base, "params", "confusion", "noise",
+                                   "params_count", "flops", "latency_ms", "size_mb",
+                                   "class_names", "binary", "predictions", "split",
+                                   "segmentation")}  # fmt: skip
+        trial_params = _loads(m["trial_params"]) or {}
+        item.update(
+            has_result=m["result_id"] is not None,
+            metrics=metrics,
+            data=parse_data(m["data"]),
+            trial_params={f: trial_params.get(f) for f in param_fields},
+        )
+        if item["noise"]:
+            item["noise"] = {k: EvalMetrics.model_validate(v) for k, v in item["noise"].items()}
+        if item["binary"]:
+            item["binary"] = BinaryMetrics.model_validate(item["binary"])
+        out.append(TrialSummary.model_construct(**item))  # rows we wrote: no re-validation
+    return out
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else orjson.loads(text)
 
 
 def trial_row(conn: Connection, trial_id: int) -> TrialRecord | None:

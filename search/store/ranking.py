@@ -78,6 +78,58 @@ def trial_values(conn: Connection, study_id: int, metric: str, mode: str) -> dic
     return best
 
 
+def epoch_value_expr(metric: str, mode: str, trial_id: Any) -> Any:
+    """SQL for a trial's best epoch value of a column-backed epoch ``metric`` (else None).
+
+    The value :func:`trial_values` ranks by; ``Store.record_epoch`` keeps it in
+    ``ls_trials.value`` for the study's own metric.
+    """
+    source, key = metric_source(metric)
+    if source != "epoch" or key not in schema.EPOCH_COLUMNS:
+        return None
+    e = schema.epochs
+    agg = func.max(e.c[key]) if mode == "max" else func.min(e.c[key])
+    return select(agg).where(e.c.trial_id == trial_id).scalar_subquery()
+
+
+def epoch_value(conn: Connection, trial_id: int, metric: str, mode: str) -> float | None:
+    """A trial's best epoch value of an epoch ``metric`` kept only in the JSON."""
+    e = schema.epochs
+    pick = max if mode == "max" else min
+    found = [
+        as_float((m or {}).get(metric))
+        for m in conn.execute(select(e.c.metrics).where(e.c.trial_id == trial_id)).scalars()
+    ]
+    values = [v for v in found if v is not None]
+    return pick(values) if values else None
+
+
+def result_value(metric: str, result: dict[str, Any]) -> float | None:
+    """A test ``metric``'s value in an ``ls_results`` row's values (None for epoch metrics)."""
+    source, key = metric_source(metric)
+    if source != "test":
+        return None
+    if key in schema.RESULT_METRIC_COLUMNS:
+        return as_float(result.get(key))
+    return as_float((result.get("metrics") or {}).get(key))
+
+
+def stored_ranking(
+    conn: Connection, study_id: int, mode: str, top: int | None
+) -> list[tuple[int, float]]:
+    """Completed trials by ``ls_trials.value`` (the study's own metric), best first, via
+    the (study_id, status, value) index; ties go to the older trial."""
+    t = schema.trials
+    order = t.c.value.desc() if mode == "max" else t.c.value.asc()
+    stmt = (
+        select(t.c.id, t.c.value)
+        .where(t.c.study_id == study_id, t.c.status == "completed", t.c.value.is_not(None))
+        .order_by(order, t.c.id)
+        .limit(top)
+    )
+    return [(int(tid), float(v)) for tid, v in conn.execute(stmt)]
+
+
 def rank(values: dict[int, float], mode: str) -> list[tuple[int, float]]:
     """``(trial_id, value)`` best first; ties go to the older trial."""
     sign = -1.0 if mode == "max" else 1.0
@@ -102,7 +154,7 @@ def recorded_metric_names(conn: Connection, study_id: int) -> tuple[list[str], l
 
 def best_value(conn: Connection, study: dict[str, Any]) -> tuple[int, float] | None:
     """The best ``(trial_id, value)`` of a study by its own metric and mode, or None."""
-    ranked = rank(trial_values(conn, study["id"], study["metric"], study["mode"]), study["mode"])
+    ranked = stored_ranking(conn, study["id"], study["mode"], 1)
     return ranked[0] if ranked else None
 
 
@@ -122,8 +174,11 @@ def best_trials(
     mode = check_mode(mode or study["mode"])
     if top is not None and top < 1:
         raise UserError(f"--top must be at least 1, not {top}.")
-    values = trial_values(conn, study["id"], metric, mode)
-    if not values:
+    if (metric, mode) == (study["metric"], study["mode"]):
+        ranked = stored_ranking(conn, study["id"], mode, top)
+    else:
+        ranked = rank(trial_values(conn, study["id"], metric, mode), mode)[:top]
+    if not ranked:
         n_completed = conn.execute(
             select(func.count()).select_from(_completed_ids(study["id"]).subquery())
         ).scalar()
@@ -135,7 +190,6 @@ def best_trials(
                 f"epoch metrics: {', '.join(epoch) or 'none'}."
             )
         return []
-    ranked = rank(values, mode)[:top] if top is not None else rank(values, mode)
     ids = [tid for tid, _ in ranked]
     t = schema.trials
     rows = {

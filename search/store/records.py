@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from leukmodels.results import EvalMetrics, Profile, TestMetrics, Timings
+from leukmodels.results import BinaryMetrics, EvalMetrics, Profile, TestMetrics, Timings
 
 
 class StudyRecord(BaseModel):
@@ -159,8 +159,50 @@ class TrialRecord(BaseModel):
     duration_s: float | None = None
     parent_trial_id: int | None = None
     repeat: int
+    value: float | None = None
+    """The trial's value of its study's metric as ranking reads it (best epoch per the
+    study's mode for an epoch metric, the test result's for a test metric)."""
     result: ResultRecord | None = None
     epochs: list[EpochRecord] | None = None
+
+
+class TrialSummary(BaseModel):
+    """A trial as a report reads it (``Store.trial_summaries``): its row without the
+    full config and result, the columns the tables need picked out of the JSON."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    trial_id: int
+    optuna_number: int | None = None
+    kind: str
+    status: str
+    fidelity: str | None = None
+    epochs_done: int
+    seed: int | None = None
+    repeat: int
+    params: dict[str, Any] | None = None
+    data: dict[str, Any] | None = None
+    """The trial config's ``data`` (a DataSpec as JSON)."""
+    trial_params: dict[str, Any]
+    """The requested fields of the trial config's ``params`` (TrialParams)."""
+    has_result: bool
+    metrics: dict[str, float | None]
+    """Test metrics: the ``ls_results`` columns and the requested JSON-only ones."""
+    class_names: list[str] | None = None
+    confusion: list[list[int]] | None = None
+    noise: dict[str, EvalMetrics] | None = None
+    binary: BinaryMetrics | None = None
+    """The test metrics' positive-class block (two-class tasks)."""
+    predictions: dict[str, Any] | None = None
+    """The result's per-image test predictions as stored (``extra.predictions``)."""
+    split: Any = None
+    """The result's split facts as stored (``extra.split``)."""
+    segmentation: dict[str, Any] | None = None
+    """The result's segmentation scores as stored (``extra.segmentation``)."""
+    params_count: int | None = None
+    flops: int | None = None
+    latency_ms: float | None = None
+    size_mb: float | None = None
 
 
 class RankedTrial(BaseModel):

@@ -135,9 +135,11 @@ def _trials(metadata: MetaData) -> Table:
             ForeignKey("ls_trials.id", ondelete="SET NULL"),
         ),
         Column("repeat", Integer, nullable=False, default=0),
+        Column("value", Double),
         UniqueConstraint("study_id", "tune_trial_id"),
         Index(None, "study_id", "status"),
         Index(None, "parent_trial_id"),
+        Index(None, "study_id", "status", "value"),
         sqlite_autoincrement=True,
     )
 

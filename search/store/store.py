@@ -9,7 +9,7 @@ as it is.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -36,6 +36,7 @@ from search.store.records import (
     StudyInfo,
     StudyRecord,
     TrialRecord,
+    TrialSummary,
     TrialUpdate,
 )
 from search.store.rows import as_utc, utcnow
@@ -51,6 +52,7 @@ class Store:
     def __init__(self, engine: Engine, url: str) -> None:
         self.engine = engine
         self.url = url
+        self._metric_of: dict[int, tuple[str, str]] = {}
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -262,7 +264,27 @@ class Store:
             except IntegrityError as exc:
                 raise LookupError(f"no trial with id {trial_id}") from exc
             count = select(func.count()).where(e.c.trial_id == trial_id).scalar_subquery()
-            conn.execute(t.update().where(t.c.id == trial_id).values(epochs_done=count))
+            changes: dict[str, Any] = {"epochs_done": count}
+            metric, mode = self._ranked_by(conn, trial_id)
+            if ranking.metric_source(metric)[0] == "epoch":
+                value = ranking.epoch_value_expr(metric, mode, trial_id)
+                if value is None:
+                    value = ranking.epoch_value(conn, trial_id, metric, mode)
+                changes["value"] = value
+            conn.execute(t.update().where(t.c.id == trial_id).values(changes))
+
+    def _ranked_by(self, conn: Connection, trial_id: int) -> tuple[str, str]:
+        """The metric and mode of a trial's study (what ``ls_trials.value`` holds); cached."""
+        found = self._metric_of.get(trial_id)
+        if found is None:
+            s, t = schema.studies, schema.trials
+            row = conn.execute(
+                select(s.c.metric, s.c.mode)
+                .join_from(t, s, t.c.study_id == s.c.id)
+                .where(t.c.id == trial_id)
+            ).one()
+            found = self._metric_of[trial_id] = (row.metric, row.mode)
+        return found
 
     def finish_trial(
         self,
@@ -287,7 +309,7 @@ class Store:
         self._finish(
             trial_id,
             "completed",
-            result=_result_values(result),
+            result=result_values(result),
             epochs_done=result.epochs_done,
             fidelity="full",
             split_hash=result.split.hash,
@@ -333,6 +355,10 @@ class Store:
             ):
                 if value is not None:
                     changes[name] = value
+            if result is not None:
+                value = ranking.result_value(self._ranked_by(conn, trial_id)[0], result)
+                if value is not None:
+                    changes["value"] = value
             conn.execute(t.update().where(t.c.id == trial_id).values(changes))
             if result is not None:
                 r = schema.results
@@ -389,6 +415,21 @@ class Store:
         with self.engine.connect() as conn:
             return queries.trial_rows(conn, study_id, statuses)
 
+    def trial_summaries(
+        self, study_id: int, param_fields: Sequence[str], metric_keys: Sequence[str] = ()
+    ) -> list[TrialSummary]:
+        """A study's trials, oldest first, as a report reads them (see
+        :func:`search.store.queries.trial_summaries`): fast at 100,000 trials."""
+        with self.engine.connect() as conn:
+            return queries.trial_summaries(conn, study_id, param_fields, metric_keys)
+
+    def trial_ids(self, study_id: int) -> dict[str, int]:
+        """A study's trial ids by Tune trial id (one light query, for the driver's callback)."""
+        t = schema.trials
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.c.tune_trial_id, t.c.id).where(t.c.study_id == study_id))
+            return {str(tune_id): int(tid) for tune_id, tid in rows}
+
     def trial(self, trial_id: int) -> TrialRecord | None:
         """One trial with its ``result`` and ``epochs``, or None."""
         with self.engine.connect() as conn:
@@ -426,7 +467,7 @@ class Store:
             return admin.delete_study_rows(conn, study.id)
 
 
-def _result_values(result: TrialResult) -> dict[str, Any]:
+def result_values(result: TrialResult) -> dict[str, Any]:
     """The ls_results columns of a result; what has no column of its own goes to ``extra``."""
     test = to_jsonable(result.test)
     profile = to_jsonable(result.profile)

@@ -48,13 +48,22 @@ from search.report.collect import load_study
 from search.space import Space, load_space
 from search.store.records import StudyRecord
 from search.store.store import Store, result_values
-from search.trainable import RESULT_KEY, trial_config_for
+from search.trainable import (
+    GPUS_KEY,
+    HOST_KEY,
+    IP_KEY,
+    NODE_KEY,
+    RESULT_KEY,
+    trial_config_for,
+)
 from search.tune_callback import StoreCallback
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE = ROOT / "spaces" / "quickstart.yaml"
 STUDY = "scale"
 TARGETS = {"write_ms": 5.0, "best_ms": 100.0, "collect_s": 10.0}
+PLACEMENT = {NODE_KEY: "0" * 56, HOST_KEY: "bench", IP_KEY: "127.0.0.1", GPUS_KEY: []}
+"""What a worker adds to every epoch report (the callback stores it at epoch 1)."""
 TEMPLATE_OVERRIDES = {"image_size": 32, "n": 160, "patients": 40}
 
 
@@ -221,7 +230,7 @@ def measure_writes(
         callback.on_trial_start(0, [trial], trial)
         times["start"].append(time.perf_counter() - t0)
         for row in final.epochs:
-            report = {**row.report(), "hostname": "bench", "node_ip": "127.0.0.1"}
+            report = {**row.report(), **PLACEMENT}
             t0 = time.perf_counter()
             callback.on_trial_result(0, [trial], trial, report)
             times["result"].append(time.perf_counter() - t0)

@@ -418,6 +418,7 @@ def test_upsert_trial_twice_keeps_one_row(store: Store):
     assert first == second
     trials = store.trials(study_id)
     assert len(trials) == 1
+    assert store.trial_ids(study_id) == {"abc_00001": first}
     trial = trials[0]
     assert (trial.node, trial.seed, trial.optuna_number) == ("n1", 3, 4)
     assert trial.config == {"lr": 0.01}  # None left it alone

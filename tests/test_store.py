@@ -563,6 +563,7 @@ def test_best_orders_completed_trials_by_test_and_validation_metrics(store: Stor
 
     by_val = store.best("demo")  # the study's metric: val_f1, max, best epoch per trial
     assert [(i.trial_id, i.value) for i in by_val] == [(a, 0.9), (c, 0.7), (b, 0.6)]
+    assert store.values("demo") == {a: 0.9, c: 0.7, b: 0.6}  # completed trials only
     assert by_val[0].metric == "val_f1" and by_val[0].params == {"name": "a"}
     assert by_val[0].metrics["f1"] == 0.70
     assert [i.trial_id for i in store.best("demo", "f1")] == [b, c, a]

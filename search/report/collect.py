@@ -93,10 +93,7 @@ def load_study(store: Store, name: str) -> StudyData:
 def validation_values(store: Store, name: str) -> dict[int, float]:
     """Each completed trial's value of the study's metric (best epoch for ``val_*``);
     empty when no trial recorded it."""
-    try:
-        return {r.trial_id: r.value for r in store.best(name, top=None)}
-    except UserError:  # the metric is recorded for no completed trial
-        return {}
+    return store.values(name)
 
 
 _COLUMNS = [

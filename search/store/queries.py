@@ -67,7 +67,7 @@ def results_by_trial(conn: Connection, trial_ids: list[int]) -> dict[int, dict[s
     """Result rows keyed by trial id (without their own ids)."""
     t = schema.results
     out: dict[int, dict[str, Any]] = {}
-    for chunk in _chunks(trial_ids):
+    for chunk in chunks(trial_ids):
         for row in conn.execute(select(t).where(t.c.trial_id.in_(chunk))):
             item = row_dict(row, exclude=("id",))
             out[item.pop("trial_id")] = item
@@ -175,6 +175,7 @@ def _trial_dict(row: Any) -> dict[str, Any]:
     return {"trial_id": item.pop("id"), **item}
 
 
-def _chunks(ids: list[int], size: int = 500) -> Iterable[list[int]]:
+def chunks(ids: list[int], size: int = 500) -> Iterable[list[int]]:
+    """``ids`` in lists of ``size`` (for ``IN (...)`` queries)."""
     for start in range(0, len(ids), size):
         yield ids[start : start + size]

@@ -12,7 +12,7 @@ from sqlalchemy.sql import Select
 from leukmodels.errors import UserError
 from search.store import schema
 from search.store.jsonable import as_float
-from search.store.queries import results_by_trial, study_rows, unknown_study
+from search.store.queries import chunks, results_by_trial, study_rows, unknown_study
 from search.store.records import RankedTrial
 
 _EPOCH_PREFIXES = ("val_", "train_")
@@ -194,8 +194,9 @@ def best_trials(
     t = schema.trials
     rows = {
         row.id: row
+        for chunk in chunks(ids)  # a driver takes at most 65,535 parameters
         for row in conn.execute(
-            select(t.c.id, t.c.tune_trial_id, t.c.kind, t.c.params).where(t.c.id.in_(ids))
+            select(t.c.id, t.c.tune_trial_id, t.c.kind, t.c.params).where(t.c.id.in_(chunk))
         )
     }
     results = results_by_trial(conn, ids)

@@ -440,6 +440,16 @@ class Store:
         with self.engine.connect() as conn:
             return queries.epoch_rows(conn, trial_id)
 
+    def values(self, study_name: str) -> dict[int, float]:
+        """Each completed trial's value of the study's own metric (``ls_trials.value``:
+        its best epoch for ``val_*``); trials without one are left out. One query."""
+        with self.engine.connect() as conn:
+            found = queries.study_rows(conn, study_name)
+            if not found:
+                raise queries.unknown_study(conn, study_name)
+            study = found[0]
+            return dict(ranking.stored_ranking(conn, study["id"], study["mode"], None))
+
     def best(
         self,
         study_name: str,

@@ -1,0 +1,181 @@
+"""Benchmark: how much of the full grid's answer one leuksearch study recovers, at what cost.
+
+The space (``bench/efficiency_space.yaml``): attention (none, se, cbam) x pooling (gap,
+gmp) x optimiser (adam, sgd) x lr (0.003, 0.03) = 24 configurations of a resnet18 on
+32 px synthetic smears, 5 epochs. The **grid** trains every configuration with 3 seeds to
+full fidelity (``leukmodels.train.run_trial``, two processes; cached per run in
+``bench/results/efficiency_grid.json``, so a rerun only trains what is missing). The
+**study** is ``leuksearch run`` of the same space (its ablation set, then TPE with ASHA)
+into a SQLite store. Reported:
+
+- compute: epochs trained (and trial seconds) by the study / by the grid;
+- winner: the grid's best configuration (mean test F1 over seeds) vs the study's best
+  trial by its own metric (val_f1), and that pick's rank in the grid;
+- Kendall tau between the grid's and the study's effects of each non-baseline level
+  (grid: marginal mean minus the baseline level's; study: its ablation trial minus its
+  baseline trial);
+- ablation differences: each one-at-a-time difference of the study against the grid's
+  95 % t-interval of the same difference (paired by seed).
+
+Run: ``python bench/search_efficiency.py [--samples 8] [--grid-only]``; prints JSON.
+Results: bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from scipy import stats
+
+from search.space import Space, load_space
+
+HERE = Path(__file__).resolve().parent
+SPACE = HERE / "efficiency_space.yaml"
+CACHE = HERE / "results" / "efficiency_grid.json"
+SEEDS = (0, 1, 2)
+
+
+def _train(point: dict[str, Any], seed: int, cache_dir: str) -> dict[str, Any]:
+    """One full-fidelity run of the grid (in a worker process)."""
+    from leukmodels.train import run_trial
+
+    space = load_space(SPACE)
+    tc = space.trial_config(point, seed=seed)
+    tc.threads = 1
+    tc.data.cache_dir = cache_dir
+    r = run_trial(tc)
+    return {"val_f1": r.best_value, "test_f1": r.test.f1, "epochs": r.epochs_done,
+            "seconds": r.timings.total_s}  # fmt: skip
+
+
+def run_grid(space: Space, workers: int) -> dict[str, dict[str, Any]]:
+    """Every grid point x seed, from the cache where it holds the run."""
+    cache = json.loads(CACHE.read_text()) if CACHE.exists() else {}
+    todo = []
+    for point in (space.fill(p) for p in space.grid()):
+        for seed in SEEDS:
+            key = f"{space.point_key(point)}|{seed}"
+            if key not in cache:
+                todo.append((key, point, seed))
+    data_cache = tempfile.mkdtemp(prefix="efficiency-cache-")
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(_train, p, s, data_cache): k for k, p, s in todo}
+        for future, key in futures.items():
+            cache[key] = future.result()
+            CACHE.parent.mkdir(parents=True, exist_ok=True)
+            CACHE.write_text(json.dumps(cache, indent=1, sort_keys=True))
+    return cache
+
+
+def run_study(samples: int, db: str) -> tuple[list[Any], float]:
+    """One leuksearch study of the space; its trials and wall seconds."""
+    from search.runner import RunOptions, run_study
+    from search.store.store import Store
+
+    space = load_space(SPACE)
+    opts = RunOptions(db=db, study="efficiency", num_samples=samples,
+                      storage_path=tempfile.mkdtemp(prefix="efficiency-runs-"))  # fmt: skip
+    t0 = time.perf_counter()
+    run_study(space, opts)
+    wall = time.perf_counter() - t0
+    with Store.open(db) as store:
+        return store.trials(store.study("efficiency").id), wall
+
+
+def _grid_means(space: Space, grid: dict[str, dict]) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {}
+    for key, run in grid.items():
+        out.setdefault(key.rsplit("|", 1)[0], []).append(run["test_f1"])
+    return out
+
+
+def _interval(diffs: list[float]) -> tuple[float, float]:
+    mean, n = statistics.mean(diffs), len(diffs)
+    half = stats.t.ppf(0.975, n - 1) * statistics.stdev(diffs) / n**0.5
+    return mean - half, mean + half
+
+
+def compare(space: Space, grid: dict[str, dict], trials: list[Any]) -> dict[str, Any]:
+    """Compute, winner, Kendall tau of level effects, ablation differences in intervals."""
+    from search.space.ablation import iter_ablation_points
+
+    means = {k: statistics.mean(v) for k, v in _grid_means(space, grid).items()}
+    order = sorted(means, key=means.get, reverse=True)
+    done = [t for t in trials if t.status == "completed" and t.result is not None]
+    pick = max((t for t in done if t.value is not None), key=lambda t: (t.value, -t.trial_id))
+    pick_key = space.point_key(pick.params)
+    ablation = {space.point_key(t.params): t.result.f1 for t in done if t.kind == "ablation"}
+    base = space.baseline()
+    base_key = space.point_key(base)
+    rows = []
+    for factor, label, point in iter_ablation_points(space):
+        key = space.point_key(point)
+        if key == base_key or key not in ablation or base_key not in ablation:
+            continue
+        paired = [grid[f"{key}|{s}"]["test_f1"] - grid[f"{base_key}|{s}"]["test_f1"]
+                  for s in SEEDS]  # fmt: skip
+        lo, hi = _interval(paired)
+        level = point[factor]
+        marginal = [statistics.mean(v) for k, v in _grid_means(space, grid).items()
+                    if json.loads(k)[factor] == level]  # fmt: skip
+        marginal_base = [statistics.mean(v) for k, v in _grid_means(space, grid).items()
+                         if json.loads(k)[factor] == base[factor]]  # fmt: skip
+        study_diff = ablation[key] - ablation[base_key]
+        rows.append({"level": label, "study_diff": round(study_diff, 4),
+                     "grid_diff": round(statistics.mean(paired), 4),
+                     "grid_ci": [round(lo, 4), round(hi, 4)], "inside": lo <= study_diff <= hi,
+                     "grid_effect": statistics.mean(marginal) - statistics.mean(marginal_base)})  # fmt: skip
+    tau = stats.kendalltau([r["grid_effect"] for r in rows], [r["study_diff"] for r in rows])
+    grid_epochs = sum(r["epochs"] for r in grid.values())
+    study_epochs = sum(t.epochs_done for t in trials)
+    return {
+        "grid_runs": len(grid), "grid_epochs": grid_epochs,
+        "grid_seconds": round(sum(r["seconds"] for r in grid.values()), 1),
+        "study_trials": len(trials), "study_epochs": study_epochs,
+        "study_seconds": round(sum(t.duration_s or 0.0 for t in trials), 1),
+        "compute_fraction": round(study_epochs / grid_epochs, 3),
+        "grid_winner": order[0], "grid_winner_f1": round(means[order[0]], 4),
+        "study_pick": pick_key, "study_pick_grid_rank": order.index(pick_key) + 1,
+        "winner_recovered": pick_key == order[0],
+        "kendall_tau": round(float(tau.statistic), 3), "ablation": rows,
+        "inside_intervals": sum(r["inside"] for r in rows),
+    }  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=None, help="TPE trials after the ablation")
+    parser.add_argument("--workers", type=int, default=2, help="grid processes")
+    parser.add_argument("--grid-only", action="store_true")
+    parser.add_argument("--db", default=None, help="store URL (default: a temporary SQLite)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    space = load_space(SPACE)
+    out: dict[str, Any] = {"load_before": os.getloadavg()}
+    t0 = time.perf_counter()
+    grid = run_grid(space, args.workers)
+    out["grid_wall_s"] = round(time.perf_counter() - t0, 1)
+    if args.grid_only:
+        print(json.dumps(out))
+        return 0
+    db = args.db or f"sqlite:///{tempfile.mkdtemp(prefix='efficiency-db-')}/study.db"
+    trials, wall = run_study(args.samples, db)
+    out.update(study_wall_s=round(wall, 1), **compare(space, grid, trials))
+    out["load_after"] = os.getloadavg()
+    print(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -148,3 +148,15 @@ def test_multitask_trial_without_masks_is_a_data_error(tmp_path: Path) -> None:
     (folder / "manifest.csv").unlink()
     with pytest.raises(DataError, match="no masks"):
         run_trial(_config(tmp_path, dataset=str(folder), epochs=1))
+
+
+def test_the_papers_impossible_kappa_is_flagged() -> None:
+    from search.report.reference_checks import impossible_values
+    from search.space import load_space
+
+    space = load_space(Path(__file__).resolve().parents[1] / "spaces" / "mta_multitask.yaml")
+    flags = impossible_values(space.reference.rows, space.reference.scale)
+    assert len(flags) == 1 and "kappa 97.9 > accuracy 97.88 is impossible" in flags[0]
+    fine = {"config": "x", "accuracy": 90.0, "kappa": 80.0}
+    assert impossible_values([fine], "percent") == []
+    assert "outside" in impossible_values([{**fine, "f1": 1.2}], "fraction")[0]

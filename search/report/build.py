@@ -28,6 +28,7 @@ from search.report.header import FULL_DEFINITION, header_facts
 from search.report.importance import MIN_SEEDS, MIN_TRIALS, factor_importance, metric_study
 from search.report.paper import configuration_table, configurations, reference_table
 from search.report.render import Block, to_html, to_markdown
+from search.report.reference_checks import impossible_values
 from search.report.segmentation import add_section
 from search.report.tables import complexity_table, noise_table
 from search.store.store import Store
@@ -310,6 +311,7 @@ class _Builder:
                 f"Leakage: the paper's {config} on {dataset} ({len(group)} value(s), marked "
                 f"'(leakage)'): {group['leakage'].iloc[0]}",
             )
+        self.missing.extend(impossible_values(spec.rows, spec.scale))
         bad = ref[~ref["comparable"].astype(bool)]
         if len(bad):
             parts = {p.split(":")[0] for why in bad["why_not"].astype(str) for p in why.split("; ")}

@@ -23,6 +23,7 @@ the default; pass ``mode="min"`` when the monitored value is a loss).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from timm.optim import create_optimizer_v2
@@ -101,6 +102,15 @@ class Schedule:
     def lr(self) -> float:
         """The current learning rate (of the first parameter group; all groups share it)."""
         return float(self.optimizer.param_groups[0]["lr"])
+
+    def state_dict(self) -> dict[str, Any]:
+        """The torch scheduler's state (empty for ``constant``), to continue after a crash."""
+        return self._torch.state_dict() if self._torch is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        if self._torch is not None:
+            self._torch.load_state_dict(state)
 
     def step(self, val_metric: float | None = None) -> None:
         """Advance one epoch; ``val_metric`` is the epoch's validation score (plateau only)."""

@@ -29,6 +29,7 @@ from torch import nn
 from torch.optim.swa_utils import update_bn
 from torch.utils.data import DataLoader
 
+from leukmodels import checkpoint
 from leukmodels.arch import build_model
 from leukmodels.blocks.multitask import MultiTaskOutput
 from leukmodels.config import VAL_METRICS, TrialConfig
@@ -67,6 +68,8 @@ from leukmodels.seg_metrics import SegmentationMeter
 
 logger = logging.getLogger(__name__)
 EpochCallback = Callable[[EpochRow], Any]
+StateCallback = Callable[[EpochRow, dict[str, Any]], Any]
+"""Gets each epoch's row with the training state to continue after it (a checkpoint)."""
 SEG_MONITORS = ("val_dice", "val_iou")
 _MONITORS = ", ".join(k for k in EpochRow.model_fields if k != "epoch")
 
@@ -299,15 +302,31 @@ class Fitted:
     epochs: list[EpochRow]
     best_state: dict[str, torch.Tensor] | None
     seconds: float
+    stopped: bool = False  # early stopping ended training
 
 
-def fit(run: Run, on_epoch: EpochCallback | None = None) -> Fitted:
-    """Train epoch by epoch, keep the best epoch's weights, stop early on patience."""
+def fit(
+    run: Run,
+    on_epoch: EpochCallback | None = None,
+    *,
+    start: dict[str, Any] | None = None,
+    on_state: StateCallback | None = None,
+) -> Fitted:
+    """Train epoch by epoch, keep the best epoch's weights, stop early on patience.
+
+    ``start`` (a :func:`leukmodels.checkpoint.capture` state) continues after its last
+    epoch; ``on_state`` gets every epoch's row with the state to continue after it.
+    """
     p, monitor, stopper = run.config.params, run.config.monitor, run.stopper
-    epochs: list[EpochRow] = []
-    best_state: dict[str, torch.Tensor] | None = None
-    start = time.perf_counter()
-    for epoch in range(1, p.epochs + 1):
+    epochs, best_state, done_s, stopped = (
+        checkpoint.restore(run, start) if start else ([], None, 0.0, False)
+    )
+    if start:
+        logger.info("continuing after epoch %d", len(epochs))
+    begin = time.perf_counter() - done_s
+    if stopped:
+        return Fitted(epochs, best_state, done_s, stopped=True)
+    for epoch in range(len(epochs) + 1, p.epochs + 1):
         t_epoch = time.perf_counter()
         row = epoch_row(run, epoch)
         value = getattr(row, monitor)
@@ -328,12 +347,15 @@ def fit(run: Run, on_epoch: EpochCallback | None = None) -> Fitted:
         )  # fmt: skip
         if on_epoch is not None:
             on_epoch(row.model_copy())
+        if on_state is not None:
+            seconds = time.perf_counter() - begin
+            on_state(row.model_copy(), checkpoint.capture(run, epochs, best_state, seconds, stop))
         if stop:
             logger.info(
                 "early stop at epoch %d: no %s gain for %d epochs", epoch, monitor, p.patience
             )
-            break
-    return Fitted(epochs, best_state, time.perf_counter() - start)
+            return Fitted(epochs, best_state, time.perf_counter() - begin, stopped=True)
+    return Fitted(epochs, best_state, time.perf_counter() - begin)
 
 
 def _noise_metrics(run: Run) -> dict[str, EvalMetrics]:
@@ -444,7 +466,14 @@ def _save_checkpoint(run: Run) -> str | None:
     return str(path)
 
 
-def run_trial(config: TrialConfig, on_epoch: EpochCallback | None = None) -> TrialResult:
-    """Train and test one configuration: :func:`setup`, :func:`fit`, :func:`evaluate`."""
+def run_trial(
+    config: TrialConfig,
+    on_epoch: EpochCallback | None = None,
+    *,
+    start: dict[str, Any] | None = None,
+    on_state: StateCallback | None = None,
+) -> TrialResult:
+    """Train and test one configuration: :func:`setup`, :func:`fit`, :func:`evaluate`
+    (``start`` and ``on_state``: continue from / checkpoint a training state, see :func:`fit`)."""
     run = setup(config)
-    return evaluate(run, fit(run, on_epoch))
+    return evaluate(run, fit(run, on_epoch, start=start, on_state=on_state))

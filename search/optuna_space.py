@@ -28,7 +28,8 @@ FOLD = "_fold"
 LABEL = "_label"  # ablation: "<factor>=<level>"
 NUMBER = "_optuna_number"
 RESUMES = "_resumes"  # a rerun after a crash: the Tune trial id its store row was made under
-META_KEYS = (KIND, REPEAT, SEED, FOLD, LABEL, NUMBER, RESUMES)
+CHECKPOINT = "_checkpoint"  # a rerun after a crash: the checkpoint folder it continues from
+META_KEYS = (KIND, REPEAT, SEED, FOLD, LABEL, NUMBER, RESUMES, CHECKPOINT)
 
 
 def distribution(f: Factor) -> BaseDistribution:

@@ -220,6 +220,7 @@ def _fit(
                 name=name,
                 storage_path=split_experiment(storage_path)[0],
                 failure_config=tune.FailureConfig(max_failures=space.search.max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 callbacks=[callback],
                 verbose=0,
             ),
@@ -339,12 +340,26 @@ def resume_study(name: str, opts: RunOptions, retry_failed: bool = False) -> dic
     )  # fmt: skip
     if plan.remaining > 0:  # Ray only when there is something to run
         _start_ray(space, store, opts)
-        searcher = StudySearcher(ostudy, plan.reruns)
+        searcher = StudySearcher(ostudy, _with_checkpoints(plan.reruns, path))
         try:
             _fit(space, opts, overrides, store, (name, study.id, path), searcher, plan.remaining)
         except DatabaseGone as exc:
             return _stopped_by_database(store, name, exc)
     return _finish(store, name, space)
+
+
+def _with_checkpoints(reruns: list[dict[str, Any]], path: str) -> list[dict[str, Any]]:
+    """Reruns of stored trials continue from their last checkpoint, where one is on disk."""
+    from search.optuna_space import CHECKPOINT, RESUMES
+    from search.trial_state import latest_checkpoint
+
+    out = []
+    for cfg in reruns:
+        found = latest_checkpoint(path, cfg[RESUMES]) if cfg.get(RESUMES) else None
+        if found:
+            logger.info("resume: trial %s continues from %s", cfg[RESUMES], found)
+        out.append({**cfg, CHECKPOINT: found})
+    return out
 
 
 def _resume_path(stored: str | None, name: str, storage_path: str | None) -> str:

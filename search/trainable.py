@@ -17,8 +17,9 @@ from typing import Any
 from ray import tune
 
 from leukmodels.errors import UserError
-from search.optuna_space import FOLD, SEED, decode_config
+from search.optuna_space import CHECKPOINT, FOLD, SEED, decode_config
 from search.space import Space
+from search.trial_state import load_start_state, report_with_state
 
 RESULT_KEY = "result_json"
 """The final report's key for the trial's TrialResult as JSON."""
@@ -64,7 +65,13 @@ def train_trial(config: dict[str, Any], space: Space, overrides: dict[str, Any])
     try:
         tc = trial_config_for(space, config, overrides)
         where = placement()
-        result = run_trial(tc, on_epoch=lambda row: tune.report({**row.report(), **where}))
+        result = run_trial(
+            tc,
+            start=load_start_state(config.get(CHECKPOINT)),
+            on_state=lambda row, state: report_with_state(
+                {**row.report(), **where}, row.epoch, state
+            ),
+        )
     except UserError:
         text = traceback.format_exc()
         logger.error("%s", text)

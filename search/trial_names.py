@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from search.optuna_space import FOLD, KIND, LABEL, NUMBER, REPEAT
+from search.optuna_space import FOLD, KIND, LABEL, NUMBER, REPEAT, RESUMES
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=+-]+")
 MAX_LENGTH = 80
@@ -33,5 +33,6 @@ def name_from_config(config: dict[str, Any]) -> str:
 
 
 def trial_dirname(trial: Any) -> str:
-    """The trial's folder: its name and Tune's trial id (unique within the experiment)."""
-    return f"{trial_name(trial)}_{trial.trial_id}"
+    """The trial's folder: its name and Tune's trial id (unique within the experiment); a
+    rerun after a crash writes under its stored trial's id, beside its checkpoints."""
+    return f"{trial_name(trial)}_{trial.config.get(RESUMES) or trial.trial_id}"

@@ -187,7 +187,9 @@ def test_sigkill_at_every_point_then_resume_finishes_exactly_once(
     proc = start(tmp_path, *resume)
     n = len(done)
     wait_for(proc, lambda: scalar(url, COMPLETED) > n, "another completed trial")
-    kill(proc)
+    err = kill(proc)
+    # the trial cut mid-trial went on from its last checkpoint, not from scratch
+    assert "resume: trial " in err and "continues from " in err, err[-3000:]
     assert all(completed_ends(url)[k] == v for k, v in done.items())  # never rerun
     done = completed_ends(url)
 

@@ -1,0 +1,72 @@
+"""Trial checkpoints: the training state after every epoch, so a trial cut short goes on
+from its last finished epoch instead of from scratch.
+
+Each epoch's report to Tune carries a checkpoint folder holding :data:`STATE_FILE` (see
+:mod:`leukmodels.checkpoint`) and :data:`EPOCH_FILE`. Tune keeps the newest one per trial
+and hands it back when it retries the trial after its worker died; after a crash of the
+driver, a resume finds it in the trial's folder (:func:`latest_checkpoint`) and passes
+its path in the rerun's config (``CHECKPOINT``).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from search.storage import is_uri
+
+STATE_FILE = "train_state.pt"
+EPOCH_FILE = "epoch.json"
+
+
+def trial_folders(experiment: str, key: str) -> list[Path]:
+    """The folders of the trial whose store key is ``key`` (``<name>_<key>``, see
+    search.trial_names; a rerun writes under the same key)."""
+    return sorted(Path(experiment).glob(f"*_{key}"))
+
+
+def load_start_state(folder: str | None) -> dict[str, Any] | None:
+    """The training state to start from: Tune's checkpoint of this trial (a retry), else
+    the checkpoint folder a resume found, else None (start from scratch)."""
+    import torch
+
+    ckpt = tune.get_checkpoint()
+    if ckpt is not None:
+        with ckpt.as_directory() as path:
+            state_path = Path(path) / STATE_FILE
+            if state_path.is_file():
+                return torch.load(state_path, map_location="cpu", weights_only=True)
+    if folder and (Path(folder) / STATE_FILE).is_file():
+        return torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=True)
+    return None
+
+
+def report_with_state(metrics: dict[str, Any], epoch: int, state: dict[str, Any]) -> None:
+    """``tune.report`` of an epoch's metrics with the training state as its checkpoint."""
+    import torch
+
+    with tempfile.TemporaryDirectory() as folder:
+        torch.save(state, Path(folder) / STATE_FILE)
+        (Path(folder) / EPOCH_FILE).write_text(json.dumps({"epoch": epoch}))
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+def latest_checkpoint(experiment: str, key: str) -> str | None:
+    """The checkpoint folder with the latest epoch of trial ``key``, if one is on local disk
+    (a rerun numbers its checkpoints afresh, so the epoch file decides, not the name)."""
+    if is_uri(experiment):
+        return None
+    best: tuple[int, Path] | None = None
+    folders = [c for t in trial_folders(experiment, key) for c in t.glob("checkpoint_*")]
+    for folder in folders:
+        try:
+            epoch = int(json.loads((folder / EPOCH_FILE).read_text())["epoch"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if (folder / STATE_FILE).is_file() and (best is None or epoch > best[0]):
+            best = (epoch, folder)
+    return str(best[1]) if best else None

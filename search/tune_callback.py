@@ -274,6 +274,10 @@ class StoreCallback(Callback):
 
         def write() -> None:
             tid = self._trial_id(trial)
+            # every epoch again (idempotent): one continued from a checkpoint may hold
+            # epochs whose reports a crashed driver never wrote
+            for row in result.epochs:
+                self.store.record_epoch(tid, row)
             self.store.record_result(tid, result)
             self._tell(trial, "completed", value)
             if value is not None and (self.best is None or self._better(value, self.best[0])):

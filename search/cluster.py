@@ -124,9 +124,13 @@ def start_ray(address: str | None, dashboard: bool) -> str | None:
                 dashboard_host="127.0.0.1",
                 **kwargs,
             )
-    except (ConnectionError, ValueError, RuntimeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - Ray raises bare Exception (startup timeouts)
         where = address or "a local Ray instance"
-        raise UserError(f"cannot start or join Ray at {where}: {exc}") from None
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise UserError(
+            f"cannot start or join Ray at {where}: {detail} (on a busy machine Ray's start "
+            "can time out: try again, or raise RAY_raylet_start_wait_time_s)"
+        ) from None
     url = getattr(ctx, "dashboard_url", None)
     if url and not str(url).startswith("http"):
         url = f"http://{url}"

@@ -225,3 +225,21 @@ def test_cluster_gpu_ids_migration_keeps_version_1_rows(store_url: str) -> None:
         assert trial.node == "h (1.2.3.4)" and trial.gpu_ids is None and trial.epochs_done == 2
         store.upsert_trial(trial.study_id, "t1", node_update({"ray_node_id": "n", "gpu_ids": [1]}))
         assert store.trial(trial.trial_id).gpu_ids == [1]
+
+
+def test_cluster_ray_start_timeout_is_one_line_user_error(monkeypatch) -> None:
+    """Ray raises a bare Exception when its node times out starting (a loaded machine)."""
+    import ray
+
+    from search.cluster import start_ray
+
+    def timed_out(*args, **kwargs):
+        raise Exception("The current node timed out during startup. This\n  could happen ...")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", timed_out)
+    with pytest.raises(UserError) as info:
+        start_ray(None, dashboard=False)
+    message = str(info.value)
+    assert "\n" not in message and "timed out during startup" in message
+    assert "a local Ray instance" in message

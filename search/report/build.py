@@ -27,8 +27,8 @@ from search.report.collect import (
 from search.report.header import FULL_DEFINITION, header_facts
 from search.report.importance import MIN_SEEDS, MIN_TRIALS, factor_importance, metric_study
 from search.report.paper import configuration_table, configurations, reference_table
-from search.report.render import Block, to_html, to_markdown
 from search.report.reference_checks import impossible_values
+from search.report.render import Block, to_html, to_markdown
 from search.report.segmentation import add_section
 from search.report.tables import complexity_table, noise_table
 from search.store.store import Store

@@ -27,7 +27,6 @@ import orjson
 import pandas as pd
 from pydantic import ValidationError
 
-from leukmodels.errors import UserError
 from leukmodels.results import Predictions
 from leukmodels.sites import ARCH_FIELDS
 from search.report.image_stats import TestPredictions

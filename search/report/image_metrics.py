@@ -50,6 +50,7 @@ def is_label_metric(metric: str) -> bool:
     base, cls = class_metric(metric) if "@" in metric else (metric, None)
     return base in LABEL_METRICS and (cls is None or base in CLASS_METRICS)
 
+
 RANGES = {"kappa": (-1.0, 1.0), "mcc": (-1.0, 1.0)}
 """Value range of a metric where it is not [0, 1]."""
 

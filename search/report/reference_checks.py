@@ -30,7 +30,9 @@ def impossible_values(rows: list[dict[str, Any]], scale: str) -> list[str]:
     names = (*METRICS, *EXTRA_METRICS, *BINARY_METRICS, *SEG_METRICS)
     flags: list[str] = []
     for row in rows:
-        where = f"{row.get('config', '?')}" + (f" on {row['dataset']}" if row.get("dataset") else "")
+        where = f"{row.get('config', '?')}" + (
+            f" on {row['dataset']}" if row.get("dataset") else ""
+        )
         for name in names:
             value = _number(row.get(name))
             if value is None:

@@ -75,6 +75,7 @@ class StoreCallback(Callback):
         self.ostudy = ostudy
         self._journal: Journal | None = None
         self._seen: set[str] = set()  # trials with a result since they (re)started
+        self._nodes: dict[str, str] = {}  # the Ray node each trial last reported from
         self.overrides = overrides
         self.study = study
         self.study_id = study_id
@@ -226,8 +227,12 @@ class StoreCallback(Callback):
         if result.get("final"):
             return
         row = EpochRow.model_validate({k: result.get(k) for k in EpochRow.model_fields})
-        # the node again on a retry, perhaps elsewhere
-        node = node_update(result) if row.epoch == 1 and result.get(NODE_KEY) else None
+        # the node whenever it changes: a retry, perhaps elsewhere, may go on from a
+        # checkpoint, so its first epoch there need not be epoch 1
+        node = None
+        if result.get(NODE_KEY) and self._nodes.get(trial.trial_id) != result[NODE_KEY]:
+            self._nodes[trial.trial_id] = result[NODE_KEY]
+            node = node_update(result)
         value = result.get(self.space.search.metric)
 
         def write() -> None:

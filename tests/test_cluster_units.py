@@ -243,3 +243,39 @@ def test_cluster_ray_start_timeout_is_one_line_user_error(monkeypatch) -> None:
     message = str(info.value)
     assert "\n" not in message and "timed out during startup" in message
     assert "a local Ray instance" in message
+
+
+def test_cluster_retried_trial_records_its_new_node_after_a_checkpoint(store_url: str) -> None:
+    """A trial retried elsewhere may go on from its checkpoint: its first epoch on the new
+    node is not epoch 1, and ls_trials.node must still name the new node."""
+    from types import SimpleNamespace
+
+    from search.optuna_space import KIND, NUMBER, REPEAT, SEED, encode_point
+    from search.space import load_space
+    from search.tune_callback import StoreCallback
+
+    space = load_space("tiny.yaml", text=TINY)
+    with Store.open(store_url) as store:
+        study_id = store.ensure_study(
+            StudyRecord(name="moved", space_yaml=TINY, space_hash="h", metric="val_f1", mode="max")
+        )
+    config = {**encode_point(space, space.baseline()), KIND: "explore", REPEAT: 0, SEED: 1,
+              NUMBER: 0}  # fmt: skip
+    trial = SimpleNamespace(trial_id="t1", config=config, status="RUNNING", last_result=None)
+    cb = StoreCallback(store_url, "moved", study_id, space, {})
+    cb.setup()
+
+    def report(epoch: int, node: str) -> dict:
+        return {"epoch": epoch, "train_loss": 0.5, "val_f1": 0.5, "epoch_time_s": 1.0,
+                "ray_node_id": node, "ray_host": "h", "ray_ip": "10.0.0.1", "gpu_ids": []}  # fmt: skip
+
+    cb.on_trial_start(0, [trial], trial)
+    cb.on_trial_result(0, [trial], trial, report(1, "node-a"))
+    cb.on_trial_result(0, [trial], trial, report(2, "node-a"))
+    cb.on_trial_recover(0, [trial], trial)
+    cb.on_trial_result(0, [trial], trial, report(3, "node-b"))  # continued from epoch 2
+    cb.journal.flush()
+    with Store.open(store_url) as store:
+        (row,) = store.trials(study_id)
+        assert row.node.startswith("node-b,"), row.node
+        assert [e.epoch for e in store.epochs(row.trial_id)] == [1, 2, 3]

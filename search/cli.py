@@ -209,6 +209,15 @@ def _inspect_commands(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _train_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    """The commands that train: trial, run, resume, retrain."""
+    _trial_command(sub, common)
+    _run_command(sub, common)
+    _resume_command(sub, common)
+    _retrain_command(sub, common)
+
+
+def _trial_command(sub: Any, common: argparse.ArgumentParser) -> None:
+    """``leuksearch trial``: one configuration, no Ray or database."""
     p = sub.add_parser(
         "trial", parents=[common], help="train one configuration without Ray or a database"
     )
@@ -223,6 +232,10 @@ def _train_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--params", help="JSON object of parameters (default: the space's baseline)")
     _add_epochs(p)
     p.add_argument("--out", help="folder for the checkpoint")
+
+
+def _run_command(sub: Any, common: argparse.ArgumentParser) -> None:
+    """``leuksearch run``: a new study."""
     p = sub.add_parser(
         "run",
         parents=[common],
@@ -241,6 +254,10 @@ def _train_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         type=_int_in(1, 10_000),
         help="trials at once (default: what resources allow)",
     )
+
+
+def _resume_command(sub: Any, common: argparse.ArgumentParser) -> None:
+    """``leuksearch resume``: finish an interrupted study."""
     p = sub.add_parser(
         "resume",
         parents=[common],
@@ -254,6 +271,10 @@ def _train_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also rerun the trials that failed (each into its own row again)",
     )
+
+
+def _retrain_command(sub: Any, common: argparse.ArgumentParser) -> None:
+    """``leuksearch retrain``: a stored trial's configuration again."""
     p = sub.add_parser(
         "retrain",
         parents=[common],

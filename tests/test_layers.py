@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,48 @@ def test_ruff_clean() -> None:
     for args in (["check", "."], ["format", "--check", "."]):
         r = subprocess.run([ruff, *args], capture_output=True, text=True, cwd=ROOT)
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+
+
+MAX_FUNCTION_LINES = 80
+"""Issue 10: no function in leukmodels/ or search/ is longer (aim: 60)."""
+
+
+def _long_functions(paths: list[Path], limit: int = MAX_FUNCTION_LINES) -> list[str]:
+    """``path:line name (N lines)`` of every def longer than `limit` lines, from the ``def``
+    line to its last line (decorators excluded; nested defs counted on their own too)."""
+    found = []
+    for path in paths:
+        tree = ast.parse(path.read_text(), filename=str(path))
+        defs = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+        for node in sorted(defs, key=lambda n: n.lineno):
+            length = node.end_lineno - node.lineno + 1
+            if length > limit:
+                found.append(f"{path}:{node.lineno} {node.name} ({length} lines)")
+    return found
+
+
+def test_the_length_check_counts_from_def_to_the_last_line(tmp_path: Path) -> None:
+    lines = "".join(f"x{i} = {i}\n" for i in range(79))
+    code = (
+        "@decorator\n@other\ndef fits():\n"  # def + 79 lines: 80, decorators not counted
+        + textwrap.indent(lines, "    ")
+        + "class A:\n    async def method(self):\n"  # def + 80 lines: 81
+        + textwrap.indent(lines + "return 1\n", "        ")
+        + "def outer():\n    def inner():\n"  # inner 81, outer 82
+        + textwrap.indent(lines + "return 1\n", "        ")
+    )
+    path = tmp_path / "sample.py"
+    path.write_text(code)
+    assert _long_functions([path]) == [
+        f"{path}:84 method (81 lines)",
+        f"{path}:165 outer (82 lines)",
+        f"{path}:166 inner (81 lines)",
+    ]
+    assert _long_functions([path], limit=82) == []
+
+
+def test_no_function_is_longer_than_80_lines() -> None:
+    paths = sorted([*(ROOT / "leukmodels").rglob("*.py"), *(ROOT / "search").rglob("*.py")])
+    assert len(paths) > 50  # the walk found the packages
+    long = [s.replace(f"{ROOT}/", "") for s in _long_functions(paths)]
+    assert long == [], "split these functions into helpers (issue 10): " + "; ".join(long)

@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -227,6 +228,143 @@ def _progress(log: Log | None, n: int) -> Callable[[int], None]:
     return tick
 
 
+@dataclass
+class _Rows:
+    """What decoding writes, one row per image; rows are disjoint, so threads never collide."""
+
+    images: np.ndarray  # (n, S, S, 3) uint8, a writable .npy memmap at a temporary path
+    masks: np.ndarray | None  # (n, S, S) uint8, when the source has masks
+    lab: np.ndarray  # (n, 2, 3) float32
+    ok: np.ndarray  # decoded
+    found: np.ndarray  # the nucleus crop found a nucleus
+    content: list[str]  # content hash of each row's file (pixels for in-memory images)
+    signatures: np.ndarray  # near-duplicate signatures
+
+    @classmethod
+    def allocate(cls, tmp_images: Path, n: int, image_size: int, has_masks: bool) -> _Rows:
+        """Empty rows; the images go straight into a memory-mapped .npy at `tmp_images`."""
+        images = np.lib.format.open_memmap(
+            tmp_images, mode="w+", dtype=np.uint8, shape=(n, image_size, image_size, 3)
+        )
+        return cls(
+            images=images,
+            masks=np.zeros((n, image_size, image_size), np.uint8) if has_masks else None,
+            lab=np.zeros((n, 2, 3), np.float32),
+            ok=np.zeros(n, dtype=bool),
+            found=np.zeros(n, dtype=bool),
+            content=[""] * n,
+            signatures=np.zeros((n, 8, -(-BITS // 8)), np.uint8),
+        )
+
+
+@dataclass(frozen=True)
+class _Recipe:
+    """The deterministic pre-processing a cache entry holds."""
+
+    image_size: int
+    nucleus_crop: bool
+    clahe: bool
+
+
+def _decode_row(source: DatasetSource, i: int, j: int, out: _Rows, recipe: _Recipe) -> None:
+    """Decode image `i` of `source` into row `j` of `out`."""
+    if source.images is not None:
+        image = np.asarray(source.images[i])
+        mask = None if source.masks is None else np.asarray(source.masks[i])
+        out.content[j] = content_hash(np.ascontiguousarray(image).tobytes())
+    else:
+        data = source.paths[i].read_bytes()  # symlinks resolved: a link is its target
+        out.content[j] = content_hash(data)
+        working = MAX_WORKING_SIDE if recipe.nucleus_crop else recipe.image_size
+        image = read_rgb(io.BytesIO(data), working)
+        mask_path = source.mask_paths[i] if source.mask_paths is not None else None
+        mask = read_mask(mask_path) if mask_path is not None else None
+    item = process(
+        image, recipe.image_size, nucleus_crop=recipe.nucleus_crop, clahe=recipe.clahe, mask=mask
+    )
+    out.images[j] = item.image
+    out.lab[j] = item.lab_stats
+    out.signatures[j] = signature(item.image)
+    if out.masks is not None and item.mask is not None:
+        out.masks[j] = item.mask
+    out.ok[j], out.found[j] = True, item.nucleus_found
+
+
+def _decode_all(
+    source: DatasetSource,
+    rows: np.ndarray,
+    out: _Rows,
+    recipe: _Recipe,
+    threads: int | None,
+    log: Log | None,
+) -> dict[int, str]:
+    """Decode every row on a thread pool; returns "Type: message" per row that failed."""
+    errors: dict[int, str] = {}
+    tick = _progress(log, len(rows))
+    workers = threads or min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {
+            pool.submit(_decode_row, source, int(rows[j]), j, out, recipe): j
+            for j in range(len(rows))
+        }
+        for done, future in enumerate(as_completed(futures), 1):
+            exc = future.exception()
+            if exc is not None:  # any decoder failure marks the file as bad
+                errors[futures[future]] = f"{type(exc).__name__}: {exc}"
+            tick(done)
+    return errors
+
+
+def _decoded_rows(
+    source: DatasetSource, rows: np.ndarray, out: _Rows, errors: dict[int, str]
+) -> np.ndarray:
+    """The rows that decoded; a DataError naming the first failure when none did."""
+    kept = np.flatnonzero(out.ok)
+    if len(kept) == 0:
+        first = min(errors)
+        raise DataError(
+            f"none of the {len(rows)} images of {source.name} could be decoded; first error: "
+            f"{source.describe(int(rows[first]))}: {errors[first]}"
+        )
+    return kept
+
+
+def _meta(
+    source: DatasetSource,
+    rows: np.ndarray,
+    kept: np.ndarray,
+    out: _Rows,
+    errors: dict[int, str],
+    *,
+    key: str,
+    recipe: _Recipe,
+    limit: int | None,
+) -> dict[str, Any]:
+    """The entry's JSON: labels, patients, split, names, leakage facts and bad images."""
+    src = rows[kept]
+    return {
+        "version": CACHE_VERSION,
+        "key": key,
+        "dataset": source.name,
+        "fingerprint": source.fingerprint,
+        "image_size": recipe.image_size,
+        "nucleus_crop": recipe.nucleus_crop,
+        "clahe": recipe.clahe,
+        "limit": limit,
+        "class_names": list(source.class_names),
+        "labels": source.labels[src].tolist(),
+        "patients": None if source.patients is None else source.patients[src].tolist(),
+        "predefined": None if source.predefined is None else source.predefined[src].tolist(),
+        "source_index": src.tolist(),
+        "names": [source.describe(int(i)) for i in src],
+        "content": [out.content[j] for j in kept],
+        "near_pairs": near_pairs(out.signatures[kept]).tolist(),
+        "has_masks": out.masks is not None,
+        "bad_images": [f"{source.describe(int(rows[j]))}: {errors[j]}" for j in sorted(errors)],
+        "n_no_nucleus": int(recipe.nucleus_crop) * int((~out.found[kept]).sum()),
+    }
+
+
 def _build(
     source: DatasetSource,
     paths: dict[str, Path],
@@ -239,97 +377,31 @@ def _build(
     threads: int | None,
     log: Log | None,
 ) -> DecodedSet:
+    """Decode `source` into the cache entry at `paths`: arrays first, the JSON last."""
     start = time.perf_counter()
     source = source.load()
     rows = limit_indices(source.labels, limit, groups=source.patients, seed=LIMIT_SEED)
     n = len(rows)
-    has_masks = source.has_masks
-    working = MAX_WORKING_SIDE if nucleus_crop else image_size
+    recipe = _Recipe(image_size, nucleus_crop, clahe)
     tmp_images = _tmp(paths["images"])
-    images = np.lib.format.open_memmap(
-        tmp_images, mode="w+", dtype=np.uint8, shape=(n, image_size, image_size, 3)
-    )
-    masks = np.zeros((n, image_size, image_size), np.uint8) if has_masks else None
-    lab = np.zeros((n, 2, 3), np.float32)
-    ok = np.zeros(n, dtype=bool)
-    found = np.zeros(n, dtype=bool)
-    content = [""] * n
-    signatures = np.zeros((n, 8, -(-BITS // 8)), np.uint8)
-    errors: dict[int, str] = {}
-
-    def decode(j: int) -> None:
-        """Decode row `j` into the arrays (rows are disjoint, so threads never collide)."""
-        i = int(rows[j])
-        if source.images is not None:
-            image = np.asarray(source.images[i])
-            mask = None if source.masks is None else np.asarray(source.masks[i])
-            content[j] = content_hash(np.ascontiguousarray(image).tobytes())
-        else:
-            data = source.paths[i].read_bytes()  # symlinks resolved: a link is its target
-            content[j] = content_hash(data)
-            image = read_rgb(io.BytesIO(data), working)
-            mask_path = source.mask_paths[i] if source.mask_paths is not None else None
-            mask = read_mask(mask_path) if mask_path is not None else None
-        item = process(image, image_size, nucleus_crop=nucleus_crop, clahe=clahe, mask=mask)
-        images[j] = item.image
-        lab[j] = item.lab_stats
-        signatures[j] = signature(item.image)
-        if masks is not None and item.mask is not None:
-            masks[j] = item.mask
-        ok[j], found[j] = True, item.nucleus_found
-
+    out = _Rows.allocate(tmp_images, n, image_size, source.has_masks)
     if log is not None:
         log(f"decoding {n:,} images of {source.name} at {image_size} px into {paths['images']}")
-    tick = _progress(log, n)
     try:
-        workers = threads or min(8, os.cpu_count() or 1)
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = {pool.submit(decode, j): j for j in range(n)}
-            for done, future in enumerate(as_completed(futures), 1):
-                exc = future.exception()
-                if exc is not None:  # any decoder failure marks the file as bad
-                    errors[futures[future]] = f"{type(exc).__name__}: {exc}"
-                tick(done)
-        kept = np.flatnonzero(ok)
-        if len(kept) == 0:
-            first = min(errors)
-            raise DataError(
-                f"none of the {n} images of {source.name} could be decoded; first error: "
-                f"{source.describe(int(rows[first]))}: {errors[first]}"
-            )
-        images.flush()  # the mapping may stay open: POSIX renames and reads are unaffected
+        errors = _decode_all(source, rows, out, recipe, threads, log)
+        kept = _decoded_rows(source, rows, out, errors)
+        out.images.flush()  # the mapping may stay open: POSIX renames and reads are unaffected
         if len(kept) < n:
             _compact(tmp_images, kept, paths["images"])
         else:
             os.replace(tmp_images, paths["images"])
     finally:
         tmp_images.unlink(missing_ok=True)
-    if masks is not None:
-        _save_npy(paths["masks"], masks[kept])
-    _save_npy(paths["lab"], lab[kept])
-    src = rows[kept]
-    meta = {
-        "version": CACHE_VERSION,
-        "key": key,
-        "dataset": source.name,
-        "fingerprint": source.fingerprint,
-        "image_size": image_size,
-        "nucleus_crop": nucleus_crop,
-        "clahe": clahe,
-        "limit": limit,
-        "class_names": list(source.class_names),
-        "labels": source.labels[src].tolist(),
-        "patients": None if source.patients is None else source.patients[src].tolist(),
-        "predefined": None if source.predefined is None else source.predefined[src].tolist(),
-        "source_index": src.tolist(),
-        "names": [source.describe(int(i)) for i in src],
-        "content": [content[j] for j in kept],
-        "near_pairs": near_pairs(signatures[kept]).tolist(),
-        "has_masks": masks is not None,
-        "bad_images": [f"{source.describe(int(rows[j]))}: {errors[j]}" for j in sorted(errors)],
-        "n_no_nucleus": int(nucleus_crop) * int((~found[kept]).sum()),
-        "decode_s": round(time.perf_counter() - start, 3),
-    }
+    if out.masks is not None:
+        _save_npy(paths["masks"], out.masks[kept])
+    _save_npy(paths["lab"], out.lab[kept])
+    meta = _meta(source, rows, kept, out, errors, key=key, recipe=recipe, limit=limit)
+    meta["decode_s"] = round(time.perf_counter() - start, 3)
     tmp_meta = _tmp(paths["meta"])
     tmp_meta.write_text(json.dumps(meta))
     os.replace(tmp_meta, paths["meta"])

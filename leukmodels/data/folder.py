@@ -126,11 +126,9 @@ def _absent(path: Path) -> str:
     return f"{path} (a folder)" if path.is_dir() else str(path)
 
 
-def read_manifest(csv_path: Path) -> DatasetSource:
-    """Resolve a CSV manifest (path,label[,patient,split,mask]) into a source."""
-    csv_path = Path(csv_path)
-    if not csv_path.is_file():
-        raise DataError(f"manifest {csv_path} does not exist; expected {MANIFEST_LAYOUT}")
+def _read_rows(csv_path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """The manifest's columns and rows (names lower-cased, values stripped), checked for
+    UTF-8, CSV syntax, the path and label columns and at least one row."""
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
@@ -152,6 +150,14 @@ def read_manifest(csv_path: Path) -> DatasetSource:
         )
     if not rows:
         raise DataError(f"manifest {csv_path} has no rows; expected {MANIFEST_LAYOUT}")
+    return columns, rows
+
+
+def _manifest_files(
+    csv_path: Path, columns: list[str], rows: list[dict[str, str]]
+) -> tuple[list[Path], list[Path | None] | None]:
+    """Image paths and mask paths (None without masks), relative ones taken from the CSV's
+    folder; a DataError lists every file that is missing."""
     base = csv_path.parent
 
     def resolve(value: str) -> Path:
@@ -171,6 +177,11 @@ def read_manifest(csv_path: Path) -> DatasetSource:
             f"; and {len(absent) - 20} more" if len(absent) > 20 else ""
         )
         raise DataError(f"manifest {csv_path} names {len(absent)} missing file(s): {shown}")
+    return paths, mask_paths
+
+
+def _manifest_labels(csv_path: Path, rows: list[dict[str, str]]) -> tuple[list[str], np.ndarray]:
+    """Class names (see :func:`_class_order`) and each row's label index; at least two classes."""
     label_text = [r["label"] for r in rows]
     if any(not v for v in label_text):
         raise DataError(f"manifest {csv_path} has rows with an empty label")
@@ -180,7 +191,13 @@ def read_manifest(csv_path: Path) -> DatasetSource:
             f"manifest {csv_path} has only one class ({class_names}); need at least two"
         )
     index = {c: i for i, c in enumerate(class_names)}
-    labels = np.asarray([index[v] for v in label_text], dtype=np.int64)
+    return class_names, np.asarray([index[v] for v in label_text], dtype=np.int64)
+
+
+def _manifest_groups(
+    csv_path: Path, columns: list[str], rows: list[dict[str, str]], paths: list[Path]
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Patients (an image without one is its own group) and the predefined split, or None."""
     patients = None
     if "patient" in columns:
         values = [r.get("patient", "") for r in rows]
@@ -193,6 +210,19 @@ def read_manifest(csv_path: Path) -> DatasetSource:
             if not all(values):
                 raise DataError(f"manifest {csv_path}: the split column is empty in some rows only")
             predefined = np.asarray([_SPLIT_ALIASES.get(v.lower(), v) for v in values])
+    return patients, predefined
+
+
+def read_manifest(csv_path: Path) -> DatasetSource:
+    """Resolve a CSV manifest (path,label[,patient,split,mask]) into a source."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise DataError(f"manifest {csv_path} does not exist; expected {MANIFEST_LAYOUT}")
+    columns, rows = _read_rows(csv_path)
+    paths, mask_paths = _manifest_files(csv_path, columns, rows)
+    class_names, labels = _manifest_labels(csv_path, rows)
+    patients, predefined = _manifest_groups(csv_path, columns, rows, paths)
+    base = csv_path.parent
     return DatasetSource(
         name=csv_path.stem,
         fingerprint=files_fingerprint(

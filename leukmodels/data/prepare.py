@@ -40,6 +40,7 @@ from leukmodels.data.loaders import make_loader
 from leukmodels.data.noise import add_gaussian_noise, noisy_copies
 from leukmodels.data.preprocess import ReinhardTarget
 from leukmodels.data.registry import resolve_dataset
+from leukmodels.data.source import DatasetSource
 from leukmodels.data.splits import Split, make_split, remap
 from leukmodels.results import SplitInfo
 
@@ -91,12 +92,10 @@ def _train_plan(rows: np.ndarray, labels: np.ndarray, params: TrialParams, n_cla
     return rows[positions], desat[positions], sigma
 
 
-def prepare_data(spec: DataSpec, params: TrialParams, log: Log | None = None) -> PreparedData:
-    """Resolve, decode (cached), split and pre-process the data of one trial."""
-    start = time.perf_counter()
-    augment = params.augment if params.augment is not None else spec.augment
-    validate_augment(augment)
-    source = resolve_dataset(spec)
+def _decode(
+    source: DatasetSource, spec: DataSpec, params: TrialParams, log: Log | None
+) -> DecodedSet:
+    """The decode cache of `source` (built when missing), announced in the log."""
     decoded = load_or_decode(
         source,
         image_size=spec.image_size,
@@ -107,7 +106,6 @@ def prepare_data(spec: DataSpec, params: TrialParams, log: Log | None = None) ->
         skip_bad_images=spec.skip_bad_images,
         log=log or logger.info,  # the decode progress, once, through the logger
     )
-    decoded_at = time.perf_counter()
     names = decoded.class_names
     _say(log, f"dataset {source.name}: {len(decoded):,} images, {len(names)} classes {names}")
     if params.nucleus_crop and decoded.n_no_nucleus:
@@ -115,14 +113,40 @@ def prepare_data(spec: DataSpec, params: TrialParams, log: Log | None = None) ->
             log,
             f"nucleus crop found no nucleus in {decoded.n_no_nucleus} image(s); kept them whole",
         )
+    return decoded
 
+
+def _stain_norm(params: TrialParams, decoded: DecodedSet, split: Split) -> StainNorm | None:
+    """Reinhard normalisation fitted on the training split only, or None."""
+    if params.stain_norm != "reinhard":
+        return None
+    target = ReinhardTarget.from_stats(decoded.lab_stats[split.train])
+    return StainNorm(target, decoded.lab_stats)
+
+
+def _split_message(spec: DataSpec, split: Split, n_train: int) -> str:
+    """The log line for a split: its hash, grouping and sizes (copies counted apart)."""
+    sizes = split.sizes()
+    return (
+        f"split {spec.split.kind} {split.hash}{' (grouped by patient)' if split.grouped else ''}: "
+        f"train {sizes['train']:,} (+{n_train - sizes['train']:,} copies), val {sizes['val']:,}, "
+        f"test {sizes['test']:,}"
+    )
+
+
+def prepare_data(spec: DataSpec, params: TrialParams, log: Log | None = None) -> PreparedData:
+    """Resolve, decode (cached), split and pre-process the data of one trial."""
+    start = time.perf_counter()
+    augment = params.augment if params.augment is not None else spec.augment
+    validate_augment(augment)
+    source = resolve_dataset(spec)
+    decoded = _decode(source, spec, params, log)
+    decoded_at = time.perf_counter()
+    names = decoded.class_names
     split, leak = _split(decoded, spec)
     for warning in split.warnings:
         _say(log, warning, logging.WARNING)
-    stain = None
-    if params.stain_norm == "reinhard":
-        target = ReinhardTarget.from_stats(decoded.lab_stats[split.train])
-        stain = StainNorm(target, decoded.lab_stats)
+    stain = _stain_norm(params, decoded, split)
     rows, desat, sigma = _train_plan(split.train, decoded.labels, params, len(names))
 
     def arrays(index: np.ndarray, **recipe: Any) -> SplitArrays:
@@ -132,13 +156,7 @@ def prepare_data(spec: DataSpec, params: TrialParams, log: Log | None = None) ->
 
     train = arrays(rows, desat=desat, sigma=sigma, noise_seed=params.seed)
     counts = train.class_counts(len(names))
-    sizes = split.sizes()
-    _say(
-        log,
-        f"split {spec.split.kind} {split.hash}{' (grouped by patient)' if split.grouped else ''}: "
-        f"train {sizes['train']:,} (+{len(train) - sizes['train']:,} copies), val {sizes['val']:,}, "
-        f"test {sizes['test']:,}",
-    )
+    _say(log, _split_message(spec, split, len(train)))
     end = time.perf_counter()
     return PreparedData(
         dataset=source.name,

@@ -190,6 +190,42 @@ def _with_copies(groups: np.ndarray | None, copies: np.ndarray | None) -> np.nda
     return merge_groups(groups, copies).astype(str)
 
 
+def _predefined(
+    s: _Splitter,
+    everything: np.ndarray,
+    predefined: np.ndarray | None,
+    spec: SplitSpec,
+    val_what: str,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``kind: predefined``: the dataset's own train/val/test (validation carved from train
+    when it has none), or its fold ``spec.fold`` as the test split."""
+    if predefined is None:
+        raise DataError(
+            "split.kind is 'predefined' but this dataset has no split or folds of its own; "
+            "use kind: holdout or kfold"
+        )
+    values = np.asarray(predefined).astype(str)
+    if set(values) <= _SPLIT_VALUES:
+        test = everything[values == "test"]
+        if (values == "val").any():
+            return everything[values == "train"], everything[values == "val"], test
+        train, val = s.carve(
+            everything[values == "train"], spec.val_from_train, spec.seed + 1, val_what
+        )
+        return train, val, test
+    folds = sorted(set(values))
+    if spec.fold >= len(folds):
+        raise UserError(
+            f"split.fold {spec.fold} does not exist: the dataset's folds are {folds} "
+            f"(fold 0..{len(folds) - 1})"
+        )
+    test = everything[values == folds[spec.fold]]
+    train, val = s.carve(
+        everything[values != folds[spec.fold]], spec.val_from_train, spec.seed + 1, val_what
+    )
+    return train, val, test
+
+
 def make_split(
     labels: np.ndarray,
     spec: SplitSpec,
@@ -218,31 +254,7 @@ def make_split(
         rest, test = s.kfold(everything, spec.k, spec.fold, spec.seed)
         train, val = s.carve(rest, spec.val_from_train, spec.seed + 1, val_what)
     else:
-        if predefined is None:
-            raise DataError(
-                "split.kind is 'predefined' but this dataset has no split or folds of its own; "
-                "use kind: holdout or kfold"
-            )
-        values = np.asarray(predefined).astype(str)
-        if set(values) <= _SPLIT_VALUES:
-            test = everything[values == "test"]
-            if (values == "val").any():
-                train, val = everything[values == "train"], everything[values == "val"]
-            else:
-                train, val = s.carve(
-                    everything[values == "train"], spec.val_from_train, spec.seed + 1, val_what
-                )
-        else:
-            folds = sorted(set(values))
-            if spec.fold >= len(folds):
-                raise UserError(
-                    f"split.fold {spec.fold} does not exist: the dataset's folds are {folds} "
-                    f"(fold 0..{len(folds) - 1})"
-                )
-            test = everything[values == folds[spec.fold]]
-            train, val = s.carve(
-                everything[values != folds[spec.fold]], spec.val_from_train, spec.seed + 1, val_what
-            )
+        train, val, test = _predefined(s, everything, predefined, spec, val_what)
     train, val, test = (np.sort(a).astype(np.int64) for a in (train, val, test))
     return Split(
         train=train,

@@ -297,6 +297,18 @@ def _uniform(
     return lo.reshape(-1, *[1] * len(shape)) + u * (hi - lo).reshape(-1, *[1] * len(shape))
 
 
+def _field(morph: list[Morphology], field: str) -> np.ndarray:
+    """One Morphology field per image, float64 (n, k): a range's bounds, or a scalar."""
+    return np.array([getattr(m, field) for m in morph], dtype=np.float64).reshape(len(morph), -1)
+
+
+def _count(rng: np.random.Generator, morph: list[Morphology], field: str, most: int) -> np.ndarray:
+    """(n, most) flags: the first k of `most` objects are on, k drawn from the field's range."""
+    lo_hi = _field(morph, field).astype(np.int64)
+    k = rng.integers(lo_hi[:, 0], lo_hi[:, 1] + 1)
+    return np.arange(most)[None, :] < k[:, None]
+
+
 def _sample(
     labels: np.ndarray,
     owners: np.ndarray,
@@ -305,25 +317,36 @@ def _sample(
     rng: np.random.Generator,
     morphologies: dict[str, Morphology] = MORPHOLOGIES,
 ) -> dict[str, np.ndarray]:
-    """All per-image geometry and colour parameters, in units of the image side."""
+    """All per-image geometry and colour parameters, in units of the image side.
+
+    The draws happen in a fixed order (the helpers below, one after the other), so a seed
+    always gives the same parameters.
+    """
     n = len(labels)
     morph = [morphologies[names[c]] for c in labels]
-
-    def rng_of(field: str) -> np.ndarray:
-        return np.array([getattr(m, field) for m in morph], dtype=np.float64).reshape(n, -1)
-
-    def count(field: str, most: int) -> np.ndarray:
-        lo_hi = rng_of(field).astype(np.int64)
-        k = rng.integers(lo_hi[:, 0], lo_hi[:, 1] + 1)
-        return np.arange(most)[None, :] < k[:, None]
-
     mag = stains["mag"][owners] * rng.uniform(0.88, 1.12, n)
     p: dict[str, np.ndarray] = {}
     p["od"] = stains["od"][owners] * rng.uniform(0.95, 1.05, (n, 1, 1))
     p["light"] = stains["light"][owners] * rng.uniform(0.97, 1.03, (n, 1))
-    # white cell
-    nc = _uniform(rng, rng_of("nc_ratio"))
-    p["nuc_r"] = _uniform(rng, rng_of("nucleus_radius")) * mag
+    _sample_white_cell(p, morph, mag, rng)
+    _sample_nucleus_outline(p, morph, rng)
+    _sample_chromatin(p, morph, rng)
+    _sample_cytoplasm(p, morph, rng)
+    _sample_red_cells(p, mag, rng)
+    # background and imaging
+    p["grad_x"], p["grad_y"] = rng.normal(0, 0.04, (2, n))
+    p["blur"] = rng.uniform(0.25, 0.55, n)
+    p["noise"] = rng.uniform(1.5, 5.0, n)
+    return p
+
+
+def _sample_white_cell(
+    p: dict[str, np.ndarray], morph: list[Morphology], mag: np.ndarray, rng: np.random.Generator
+) -> None:
+    """The white cell's size, place, orientation and outline, and its nucleus's place."""
+    n = len(morph)
+    nc = _uniform(rng, _field(morph, "nc_ratio"))
+    p["nuc_r"] = _uniform(rng, _field(morph, "nucleus_radius")) * mag
     p["cell_r"] = p["nuc_r"] / nc
     p["cell_x"], p["cell_y"] = 0.5 + rng.uniform(-0.12, 0.12, (2, n))
     p["cell_angle"] = rng.uniform(0, 2 * np.pi, n)
@@ -334,39 +357,62 @@ def _sample(
     p["nuc_x"] = p["cell_x"] + shift * np.cos(theta)
     p["nuc_y"] = p["cell_y"] + shift * np.sin(theta)
     p["nuc_angle"] = rng.uniform(0, 2 * np.pi, n)
-    p["nuc_aspect"] = _uniform(rng, rng_of("nucleus_aspect"))
-    _keep_area(p, rng_of("keep_area")[:, 0] > 0)
-    lobes = _uniform(rng, rng_of("lobes"))
+    p["nuc_aspect"] = _uniform(rng, _field(morph, "nucleus_aspect"))
+    _keep_area(p, _field(morph, "keep_area")[:, 0] > 0)
+
+
+def _sample_nucleus_outline(
+    p: dict[str, np.ndarray], morph: list[Morphology], rng: np.random.Generator
+) -> None:
+    """The nucleus outline: harmonic lobes and an optional cleft."""
+    n = len(morph)
+    lobes = _uniform(rng, _field(morph, "lobes"))
     phase = rng.uniform(0, 2 * np.pi, (n, len(_LOBE_HARMONICS)))
     weight = rng.uniform(0.3, 1.0, (n, len(_LOBE_HARMONICS)))
     p["nuc_lobes"] = (lobes[:, None] * weight)[..., None] * np.stack(
         [np.cos(phase), np.sin(phase)], -1
     )
-    cleft = rng.random(n) < rng_of("cleft_prob")[:, 0]
-    p["cleft_depth"] = _uniform(rng, rng_of("cleft_depth")) * cleft
+    cleft = rng.random(n) < _field(morph, "cleft_prob")[:, 0]
+    p["cleft_depth"] = _uniform(rng, _field(morph, "cleft_depth")) * cleft
     p["cleft_dir"] = rng.uniform(0, 2 * np.pi, n)
     p["cleft_kappa"] = rng.uniform(12, 30, n)
-    # chromatin: mean density (texture is rescaled to it) and texture contrasts
+
+
+def _sample_chromatin(
+    p: dict[str, np.ndarray], morph: list[Morphology], rng: np.random.Generator
+) -> None:
+    """Chromatin: mean density (texture is rescaled to it), texture contrasts, nucleoli."""
+    n = len(morph)
     p["nuc_density"] = rng.uniform(0.8, 1.2, n)
-    p["clump"] = _uniform(rng, rng_of("clump"))
-    p["grain"] = _uniform(rng, rng_of("grain"))
-    p["reticular"] = _uniform(rng, rng_of("reticular"))
+    p["clump"] = _uniform(rng, _field(morph, "clump"))
+    p["grain"] = _uniform(rng, _field(morph, "grain"))
+    p["reticular"] = _uniform(rng, _field(morph, "reticular"))
     # nucleoli, in nucleus-radius units relative to its centre
-    p["nucleoli_on"] = count("nucleoli", _MAX_NUCLEOLI)
-    p["nucleoli_r"] = _uniform(rng, rng_of("nucleolus_radius"), (_MAX_NUCLEOLI,))
+    p["nucleoli_on"] = _count(rng, morph, "nucleoli", _MAX_NUCLEOLI)
+    p["nucleoli_r"] = _uniform(rng, _field(morph, "nucleolus_radius"), (_MAX_NUCLEOLI,))
     # spread 120 degrees apart and facing away from the cleft, so each one shows
     rad = rng.uniform(0.3, 0.5, (n, _MAX_NUCLEOLI))
     away = p["nuc_angle"] + p["cleft_dir"] + np.pi + rng.uniform(-0.5, 0.5, n)
     ang = away[:, None] + 2 * np.pi / 3 * np.array([0, 1, -1]) + rng.normal(0, 0.2, (n, 3))
     p["nucleoli_xy"] = rad[..., None] * np.stack([np.cos(ang), np.sin(ang)], -1)
-    # cytoplasm vacuoles, in cell-radius units relative to the cell centre
-    p["vacuoles_on"] = count("vacuoles", _MAX_VACUOLES)
+
+
+def _sample_cytoplasm(
+    p: dict[str, np.ndarray], morph: list[Morphology], rng: np.random.Generator
+) -> None:
+    """Cytoplasm vacuoles (in cell-radius units relative to the cell centre) and density."""
+    n = len(morph)
+    p["vacuoles_on"] = _count(rng, morph, "vacuoles", _MAX_VACUOLES)
     rad = rng.uniform(0.55, 0.9, (n, _MAX_VACUOLES))
     ang = rng.uniform(0, 2 * np.pi, (n, _MAX_VACUOLES))
     p["vacuoles_xy"] = rad[..., None] * np.stack([np.cos(ang), np.sin(ang)], -1)
     p["vacuoles_r"] = rng.uniform(0.07, 0.11, (n, _MAX_VACUOLES))
     p["cyt_density"] = rng.uniform(0.8, 1.2, n)
-    # red cells: around the white cell, some cut by the border
+
+
+def _sample_red_cells(p: dict[str, np.ndarray], mag: np.ndarray, rng: np.random.Generator) -> None:
+    """Red cells around the white cell, some cut by the border."""
+    n = len(mag)
     p["rbc_on"] = np.arange(_MAX_RBC)[None, :] < rng.integers(4, _MAX_RBC + 1, n)[:, None]
     p["rbc_r"] = (0.12 * mag)[:, None] * rng.uniform(0.90, 1.10, (n, _MAX_RBC))
     dist = p["cell_r"][:, None] * rng.uniform(0.6, 1.2, (n, _MAX_RBC)) + p["rbc_r"] * rng.uniform(
@@ -379,11 +425,6 @@ def _sample(
     p["rbc_angle"] = rng.uniform(0, 2 * np.pi, (n, _MAX_RBC))
     p["rbc_pallor"] = rng.uniform(0.45, 0.7, (n, _MAX_RBC))
     p["rbc_density"] = rng.uniform(0.8, 1.1, (n, _MAX_RBC))
-    # background and imaging
-    p["grad_x"], p["grad_y"] = rng.normal(0, 0.04, (2, n))
-    p["blur"] = rng.uniform(0.25, 0.55, n)
-    p["noise"] = rng.uniform(1.5, 5.0, n)
-    return p
 
 
 def _keep_area(p: dict[str, np.ndarray], keep: np.ndarray) -> None:
@@ -546,19 +587,39 @@ def _flat_equivalent(
 def _render(
     p: dict[str, np.ndarray], size: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Images (b, H, W, 3) uint8 and nucleus masks (b, H, W) uint8 for one chunk."""
-    b, s = len(p["cell_r"]), float(size)
+    """Images (b, H, W, 3) uint8 and nucleus masks (b, H, W) uint8 for one chunk.
+
+    The random draws happen in a fixed order: chromatin, plasma, then sensor noise.
+    """
+    s = float(size)
     centres = np.arange(size, dtype=np.float32) + 0.5
     x, y = centres[None, :], centres[:, None]
-    f = lambda key: _col(p[key])  # noqa: E731  per-image scalar -> (b, 1, 1)
+    cell, nucleus = _white_cell(p, x, y, s)
+    fine, chrom = _chromatin(p, x, y, s, rng)
+    # cytoplasm: faint grain and clear vacuoles
+    on, xy, r = p["vacuoles_on"], p["vacuoles_xy"], p["vacuoles_r"]
+    cx, cy = _col(p["cell_x"]) * s, _col(p["cell_y"]) * s
+    vacuoles = _spots(x, y, cx, cy, _col(p["cell_r"]) * s, xy, r, on)
+    cytoplasm = _col(p["cyt_density"]) * (1 + 0.06 * fine[:, ::-1]) * (1 - 0.8 * vacuoles)
+    # background: plasma with a gradient and low-frequency unevenness
+    plasma = 1 + _col(p["grad_x"]) * (x / s - 0.5) * 4 + _col(p["grad_y"]) * (y / s - 0.5) * 4
+    plasma = plasma + 0.15 * _smooth_noise(rng, len(p["cell_r"]), size, 4)
+    absorb = _absorbance(p, size, cell, nucleus, chrom, cytoplasm, plasma)
+    return _imaging(p, absorb, s, rng), (nucleus >= 0.5).astype(np.uint8)
 
-    # white cell body
+
+def _white_cell(
+    p: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray, s: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Coverage (b, H, W) of the white cell's body and of its nucleus.
+
+    The nucleus outline has lobes and an optional cleft (a notch pointing at the centre).
+    """
+    f = lambda key: _col(p[key])  # noqa: E731  per-image scalar -> (b, 1, 1)
     cx, cy = f("cell_x") * s, f("cell_y") * s
     u, v = _frame(x, y, cx, cy, f("cell_angle"), f("cell_aspect"))
     rho = np.sqrt(u * u + v * v)
     cell = _disc(rho, f("cell_r") * s * _outline(u, v, rho, p["cell_lobes"]))
-
-    # nucleus outline: lobes and an optional cleft (a notch pointing at the centre)
     nx, ny, nuc_r = f("nuc_x") * s, f("nuc_y") * s, f("nuc_r") * s
     u, v = _frame(x, y, nx, ny, f("nuc_angle"), f("nuc_aspect"))
     rho = np.sqrt(u * u + v * v)
@@ -568,29 +629,42 @@ def _render(
     )
     shape -= f("cleft_depth") * np.exp(f("cleft_kappa") * (towards - 1))
     nucleus = _disc(rho, nuc_r * shape) * np.clip(cell, 0.5, 1.0)
+    return cell, nucleus
 
-    # chromatin: dark blotches (clumped), lace (reticular), grain (fine)
+
+def _chromatin(
+    p: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray, s: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fine grain noise (b, H, W) and the chromatin density factor (b, H, W).
+
+    Chromatin is dark blotches (clumped), lace (reticular) and grain (fine); nucleoli are
+    pale round spots, each in a darker ring of chromatin.
+    """
+    f = lambda key: _col(p[key])  # noqa: E731  per-image scalar -> (b, 1, 1)
+    b, size = len(p["cell_r"]), x.shape[1]
     fine = _smooth_noise(rng, b, size, 40)
     blotches = np.maximum(np.tanh(2.5 * _smooth_noise(rng, b, size, 16) - 0.2), 0.0)
     chrom = 1 + 2 * f("clump") * blotches + f("grain") * fine
     chrom += f("reticular") * (np.abs(_smooth_noise(rng, b, size, 28)) - 0.8)
     np.maximum(chrom, 0.05, out=chrom)
-    # nucleoli: pale round spots, each in a darker ring of chromatin
+    nx, ny, nuc_r = f("nuc_x") * s, f("nuc_y") * s, f("nuc_r") * s
     on, xy, r = p["nucleoli_on"], p["nucleoli_xy"], p["nucleoli_r"]
     spots = _spots(x, y, nx, ny, nuc_r, xy, r, on)
     rings = _spots(x, y, nx, ny, nuc_r, xy, r, on, grow=1.5) - spots
     chrom *= (1 - 0.75 * spots) * (1 + 0.4 * rings)
+    return fine, chrom
 
-    # cytoplasm: faint grain and clear vacuoles
-    on, xy, r = p["vacuoles_on"], p["vacuoles_xy"], p["vacuoles_r"]
-    vacuoles = _spots(x, y, cx, cy, f("cell_r") * s, xy, r, on)
-    cytoplasm = f("cyt_density") * (1 + 0.06 * fine[:, ::-1]) * (1 - 0.8 * vacuoles)
 
-    # background: plasma with a gradient and low-frequency unevenness
-    plasma = 1 + f("grad_x") * (x / s - 0.5) * 4 + f("grad_y") * (y / s - 0.5) * 4
-    plasma = plasma + 0.15 * _smooth_noise(rng, b, size, 4)
-
-    # Beer-Lambert composition; the white cell lies on top of the red cells
+def _absorbance(
+    p: dict[str, np.ndarray],
+    size: int,
+    cell: np.ndarray,
+    nucleus: np.ndarray,
+    chrom: np.ndarray,
+    cytoplasm: np.ndarray,
+    plasma: np.ndarray,
+) -> np.ndarray:
+    """Beer-Lambert optical density (b, H, W, 3); the white cell lies on top of the red cells."""
     rbc = _red_cells(p, size)
     rbc *= 1 - 0.9 * cell
     od = p["od"].astype(np.float32)[:, None, None]  # (b, 1, 1, layer, rgb)
@@ -600,18 +674,24 @@ def _render(
     nuc_od = (p["od"][:, _NUC] * p["nuc_density"][:, None]).astype(np.float32)  # (b, 3)
     nuc_od = (nuc_od * _flat_equivalent(chrom, nucleus, nuc_od)).astype(np.float32)
     absorb += (nucleus * chrom)[..., None] * nuc_od[:, None, None]
+    return absorb
+
+
+def _imaging(
+    p: dict[str, np.ndarray], absorb: np.ndarray, s: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Light through `absorb` (consumed), then optical blur and sensor noise: uint8 RGB."""
     img = np.exp(-absorb, out=absorb)
     img *= (p["light"].astype(np.float32) * 255.0)[:, None, None, :]
-    # imaging: optical blur, then sensor noise
     noise = rng.standard_normal(img.shape, dtype=np.float32)
     noise *= _col(p["noise"], 3)
-    out = np.empty((b, size, size, 3), np.uint8)
+    out = np.empty(img.shape, np.uint8)
     for i, sigma in enumerate(p["blur"] * s / 64.0):
         blurred = cv2.GaussianBlur(img[i], (0, 0), float(sigma))
         blurred += noise[i]
         np.clip(blurred, 0, 255, out=blurred)
         out[i] = np.rint(blurred)
-    return out, (nucleus >= 0.5).astype(np.uint8)
+    return out
 
 
 def _chunk(size: int) -> int:

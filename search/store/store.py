@@ -10,6 +10,7 @@ as it is.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
@@ -187,59 +188,63 @@ class Store:
         back to pending or running (Tune restarting it) clears its end time and error.
         """
         update = update or TrialUpdate()
-        status, kind = update.status, update.kind
-        if status is not None:
-            queries.check_status(status, schema.TRIAL_STATUSES, "trial")
-        if kind is not None and kind not in schema.TRIAL_KINDS:
-            raise ValueError(f"unknown trial kind {kind!r}; expected one of {schema.TRIAL_KINDS}")
+        _check_trial_update(update)
         given = to_jsonable(update.model_dump(exclude_none=True))
-        parent_trial_id = update.parent_trial_id
         t = schema.trials
         key = (t.c.study_id == study_id) & (t.c.tune_trial_id == str(tune_trial_id))
         now = utcnow()
         with begin_write(self.engine) as conn:
             row = conn.execute(select(t).where(key).with_for_update()).first()
             if row is None:
-                new = {
-                    "study_id": study_id,
-                    "tune_trial_id": str(tune_trial_id),
-                    "params": {},
-                    "kind": "explore",
-                    "status": "running",
-                    "repeat": 0,
-                    "epochs_done": 0,
-                    **given,
-                }
-                if new["status"] == "running":
-                    new["started_at"] = now
-                stmt = (
-                    self._insert(conn, t)
-                    .values(new)
-                    .on_conflict_do_nothing(index_elements=[t.c.study_id, t.c.tune_trial_id])
-                    .returning(t.c.id)
+                new_id = self._insert_trial(
+                    conn, study_id, tune_trial_id, given, now, update.parent_trial_id
                 )
-                try:
-                    new_id = conn.execute(stmt).scalar()
-                except IntegrityError as exc:
-                    raise LookupError(
-                        f"cannot add trial {tune_trial_id!r}: no study {study_id} "
-                        f"or parent trial {parent_trial_id}"
-                    ) from exc
                 if new_id is not None:
-                    return int(new_id)
+                    return new_id
                 row = conn.execute(select(t).where(key).with_for_update()).one()
-            changes = dict(given)
-            restarted = row.status in schema.TERMINAL_TRIAL_STATUSES and status in (
-                "pending",
-                "running",
-            )
-            if restarted:
-                changes.update(ended_at=None, duration_s=None, error=None)
-            if status == "running" and (restarted or row.started_at is None):
-                changes["started_at"] = now
+            changes = _trial_changes(row, given, update.status, now)
             if changes:
                 conn.execute(t.update().where(t.c.id == row.id).values(changes))
             return int(row.id)
+
+    def _insert_trial(
+        self,
+        conn: Connection,
+        study_id: int,
+        tune_trial_id: str,
+        given: dict[str, Any],
+        now: datetime,
+        parent_trial_id: int | None,
+    ) -> int | None:
+        """Insert a new trial row (defaults overridden by `given`); None when another writer
+        inserted the same (study, Tune trial) first."""
+        t = schema.trials
+        new = {
+            "study_id": study_id,
+            "tune_trial_id": str(tune_trial_id),
+            "params": {},
+            "kind": "explore",
+            "status": "running",
+            "repeat": 0,
+            "epochs_done": 0,
+            **given,
+        }
+        if new["status"] == "running":
+            new["started_at"] = now
+        stmt = (
+            self._insert(conn, t)
+            .values(new)
+            .on_conflict_do_nothing(index_elements=[t.c.study_id, t.c.tune_trial_id])
+            .returning(t.c.id)
+        )
+        try:
+            new_id = conn.execute(stmt).scalar()
+        except IntegrityError as exc:
+            raise LookupError(
+                f"cannot add trial {tune_trial_id!r}: no study {study_id} "
+                f"or parent trial {parent_trial_id}"
+            ) from exc
+        return None if new_id is None else int(new_id)
 
     def record_epoch(self, trial_id: int, row: EpochRow) -> None:
         """Store one epoch; the same (trial, epoch) again updates the row
@@ -475,6 +480,31 @@ class Store:
         study = self.require_study(name)
         with begin_write(self.engine) as conn:
             return admin.delete_study_rows(conn, study.id)
+
+
+def _check_trial_update(update: TrialUpdate) -> None:
+    """A ValueError for an unknown trial status or kind."""
+    if update.status is not None:
+        queries.check_status(update.status, schema.TRIAL_STATUSES, "trial")
+    if update.kind is not None and update.kind not in schema.TRIAL_KINDS:
+        raise ValueError(
+            f"unknown trial kind {update.kind!r}; expected one of {schema.TRIAL_KINDS}"
+        )
+
+
+def _trial_changes(
+    row: Any, given: dict[str, Any], status: str | None, now: datetime
+) -> dict[str, Any]:
+    """What an update changes in an existing trial row: the given fields, and when a finished
+    trial goes back to pending or running (a restart), a cleared end, duration and error;
+    a trial (re)starting to run gets ``started_at``."""
+    changes = dict(given)
+    restarted = row.status in schema.TERMINAL_TRIAL_STATUSES and status in ("pending", "running")
+    if restarted:
+        changes.update(ended_at=None, duration_s=None, error=None)
+    if status == "running" and (restarted or row.started_at is None):
+        changes["started_at"] = now
+    return changes
 
 
 def result_values(result: TrialResult) -> dict[str, Any]:

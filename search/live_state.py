@@ -13,9 +13,9 @@ from typing import Any
 from search.eta import Running, eta_seconds, format_seconds
 from search.listing import last_error_line, trial_row
 from search.optuna_space import enqueued_trials
-from search.progress import EXPLORE, FULL
+from search.progress import EXPLORE, FULL, halving_of
 from search.space import Space, load_space
-from search.store.records import StudyInfo, TrialRecord
+from search.store.records import EpochRecord, StudyInfo, TrialRecord
 from search.store.store import Store
 
 
@@ -25,8 +25,23 @@ def _seconds_since(stamp: str | None, now: datetime) -> float:
     return max((now - datetime.fromisoformat(stamp)).total_seconds(), 0.0)
 
 
-def progress_of(study: StudyInfo, space: Space, trials: list[TrialRecord]) -> dict[str, Any]:
-    """done/total, counts, best, elapsed and ETA (search.eta) from the stored trials."""
+def _running(trial: TrialRecord, kind: str, epochs: list[EpochRecord], now: datetime) -> Running:
+    """A stored running trial as the ETA sees it: its epoch times from its stored epochs."""
+    max_epochs = ((trial.config or {}).get("params") or {}).get("epochs", 0)
+    times = tuple(e.epoch_time_s for e in epochs if e.epoch_time_s is not None)
+    since = _seconds_since(epochs[-1].recorded_at if epochs else trial.started_at, now)
+    elapsed = _seconds_since(trial.started_at, now)
+    return Running(kind, elapsed, trial.epochs_done, max_epochs, times, since)
+
+
+def progress_of(
+    study: StudyInfo,
+    space: Space,
+    trials: list[TrialRecord],
+    epochs: dict[int, list[EpochRecord]] | None = None,
+) -> dict[str, Any]:
+    """done/total, counts, best, elapsed and ETA (search.eta) from the stored trials and
+    the stored ``epochs`` of the running ones."""
     now = datetime.now(timezone.utc)
     total = int((study.config or {}).get("budget") or len(trials))
     full_total = len(enqueued_trials(space))
@@ -41,12 +56,15 @@ def progress_of(study: StudyInfo, space: Space, trials: list[TrialRecord]) -> di
         if t.status in ("completed", "pruned") and t.duration_s:
             finished[kind].append(t.duration_s)
         elif t.status == "running":
-            epochs = ((t.config or {}).get("params") or {}).get("epochs", 0)
-            running.append(Running(kind, _seconds_since(t.started_at, now), t.epochs_done, epochs))
+            running.append(_running(t, kind, (epochs or {}).get(t.trial_id, []), now))
     pending = [FULL] * max(full_total - started[FULL], 0)
     pending += [EXPLORE] * max(total - full_total - started[EXPLORE], 0)
     slots = max(len(running), space.search.max_concurrent or 1)
-    eta = eta_seconds(finished, running, pending, slots) if study.status == "running" else 0.0
+    eta = (
+        eta_seconds(finished, running, pending, slots, halving_of(space))
+        if study.status == "running"
+        else 0.0
+    )
     done = sum(study.counts.get(k, 0) for k in ("completed", "pruned", "failed"))
     return {
         "done": done,
@@ -78,13 +96,15 @@ class LiveState:
             )
             trials = self.store.trials(study.id)
             values = self.store.trial_values(study.id, study.metric, study.mode)
+            epochs = {
+                t.trial_id: self.store.epochs(t.trial_id) for t in trials if t.status == "running"
+            }
             curves = {
-                t.trial_id: [
+                tid: [
                     {"epoch": e.epoch, "value": e.metrics.get(study.metric), "loss": e.train_loss}
-                    for e in self.store.epochs(t.trial_id)
+                    for e in rows
                 ]
-                for t in trials
-                if t.status == "running"
+                for tid, rows in epochs.items()
             }
         rows = [trial_row(t, study.metric, values.get(t.trial_id)) for t in trials]
         for row in rows:
@@ -96,7 +116,7 @@ class LiveState:
             "mode": study.mode,
             "description": study.description,
             "fingerprint": fingerprint(trials),
-            "progress": progress_of(study, space, trials),
+            "progress": progress_of(study, space, trials, epochs),
             "trials": rows,
             "curves": curves,
         }

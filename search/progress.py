@@ -17,11 +17,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from search.eta import Running, eta_seconds, format_seconds
+from search.eta import EXPLORE, FULL, Halving, Running, eta_seconds, format_seconds
+from search.space import Space
 
 logger = logging.getLogger(__name__)
-FULL = "full"
-EXPLORE = "explore"
 
 
 @dataclass
@@ -32,6 +31,8 @@ class _Trial:
     max_epochs: int
     epoch: int = 0
     value: float | None = None
+    epoch_times: list[float] = field(default_factory=list)
+    last_epoch: float | None = None  # clock at its last epoch report
 
 
 @dataclass
@@ -51,6 +52,7 @@ class Progress:
     started_kinds: dict[str, int] = field(default_factory=lambda: {FULL: 0, EXPLORE: 0})
     durations: dict[str, list[float]] = field(default_factory=lambda: {FULL: [], EXPLORE: []})
     best: tuple[float, int] | None = None
+    halving: Halving | None = None  # the study's ASHA, None without
     clock: Any = time.monotonic
 
     def __post_init__(self) -> None:
@@ -70,10 +72,14 @@ class Progress:
         self.slots = max(self.slots, len(self.running))
         self._refresh()
 
-    def epoch(self, key: str, epoch: int, value: float | None) -> None:
+    def epoch(
+        self, key: str, epoch: int, value: float | None, epoch_time_s: float | None = None
+    ) -> None:
         trial = self.running.get(key)
         if trial is not None:
-            trial.epoch, trial.value = epoch, value
+            trial.epoch, trial.value, trial.last_epoch = epoch, value, self.clock()
+            if epoch_time_s is not None:
+                trial.epoch_times.append(epoch_time_s)
         self._refresh()
 
     def finished(self, key: str, status: str) -> None:
@@ -118,9 +124,14 @@ class Progress:
     def eta(self) -> float | None:
         now = self.clock()
         running = [
-            Running(t.kind, now - t.started, t.epoch, t.max_epochs) for t in self.running.values()
-        ]
-        return eta_seconds(self.durations, running, self.pending_kinds(), self.slots)
+            Running(
+                t.kind, now - t.started, t.epoch, t.max_epochs, tuple(t.epoch_times),
+                now - (t.last_epoch if t.last_epoch is not None else t.started),
+            )
+            for t in self.running.values()
+        ]  # fmt: skip
+        pending = self.pending_kinds()
+        return eta_seconds(self.durations, running, pending, self.slots, self.halving)
 
     def status_line(self) -> str:
         c = self.counts
@@ -186,6 +197,15 @@ def _start_live(progress: Progress) -> Any:
     )
     live.start()
     return live
+
+
+def halving_of(space: Space) -> Halving | None:
+    """The ASHA the runner sets up for ``space`` (search.asha); None without a scheduler."""
+    sched = space.search.scheduler
+    if sched.kind != "asha":
+        return None
+    max_epochs = space.trial_config(space.baseline()).params.epochs
+    return Halving(min(sched.grace_epochs, max_epochs), sched.reduction_factor, max_epochs)
 
 
 def wants_live(json_output: bool, quiet: bool) -> bool:

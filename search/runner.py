@@ -148,18 +148,20 @@ def _trainable(space: Space, overrides: dict[str, Any]) -> Any:
     )
 
 
-def _scheduler(space: Space, max_epochs: int) -> Any:
+def _scheduler(space: Space) -> Any:
+    """ASHA as :func:`search.progress.halving_of` describes it (the ETA expects the same)."""
     from search.asha import FullFidelityASHA
+    from search.progress import halving_of
 
-    sched = space.search.scheduler
-    if sched.kind != "asha":
+    halving = halving_of(space)
+    if halving is None:
         return None
     return FullFidelityASHA(
         metric=space.search.metric,
         mode=space.search.mode,
-        max_epochs=max_epochs,
-        grace_epochs=sched.grace_epochs,
-        reduction_factor=sched.reduction_factor,
+        max_epochs=halving.max_epochs,
+        grace_epochs=halving.grace_epochs,
+        reduction_factor=halving.reduction_factor,
     )
 
 
@@ -200,7 +202,6 @@ def _fit(
     from search.tune_callback import StoreCallback
 
     name, study_id, storage_path = study
-    max_epochs = space.trial_config(space.baseline()).params.epochs
     callback = StoreCallback(
         store.url, name, study_id, space, overrides, live=opts.live, ostudy=searcher.ostudy
     )
@@ -209,7 +210,7 @@ def _fit(
             _trainable(space, overrides),
             tune_config=tune.TuneConfig(
                 search_alg=searcher,
-                scheduler=_scheduler(space, max_epochs),
+                scheduler=_scheduler(space),
                 num_samples=num_samples,
                 max_concurrent_trials=opts.max_concurrent or space.search.max_concurrent,
                 time_budget_s=space.search.time_budget_s,

@@ -29,7 +29,7 @@ from search.optuna_space import (
     enqueued_trials,
 )
 from search.optuna_study import OptunaStudy
-from search.progress import EXPLORE, FULL, Progress
+from search.progress import EXPLORE, FULL, Progress, halving_of
 from search.space import Space
 from search.store import credentials
 from search.store.records import TrialUpdate
@@ -132,6 +132,7 @@ class StoreCallback(Callback):
             every_s=self.summary_every_s,
             counts=dict(self.counts),
             best=self.best,
+            halving=halving_of(self.space),
         )
         for t in stored:
             kind = EXPLORE if t.kind == "explore" else FULL
@@ -250,7 +251,7 @@ class StoreCallback(Callback):
                     "%s continues from its checkpoint after epoch %d",
                     self._name(trial), row.epoch - 1,
                 )  # fmt: skip
-        self.progress.epoch(trial.trial_id, row.epoch, value)
+        self.progress.epoch(trial.trial_id, row.epoch, value, row.epoch_time_s)
         if value is not None and not self.live:  # live: the status block shows each epoch
             metric = self.space.search.metric
             logger.info("%s epoch %d %s %.4f", self._name(trial), row.epoch, metric, value)

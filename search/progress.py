@@ -59,6 +59,7 @@ class Progress:
         self.t0 = self.clock()
         self.running: dict[str, _Trial] = {}
         self._last_line = self.t0
+        self._logged: tuple | None = None  # the state the last status line reported
         self._live: Any = None
         if self.live:
             self._live = _start_live(self)
@@ -106,7 +107,7 @@ class Progress:
             self._live.update(self.render())
             self._live.stop()
             self._live = None
-        else:
+        elif self._state() != self._logged:  # the last line already says it otherwise
             self._log_status()
 
     # -- numbers -----------------------------------------------------------------------
@@ -149,8 +150,13 @@ class Progress:
 
     # -- output ------------------------------------------------------------------------
 
+    def _state(self) -> tuple:
+        """What a status line reports, apart from the clock."""
+        return (tuple(sorted(self.counts.items())), len(self.running), self.best)
+
     def _log_status(self) -> None:
         self._last_line = self.clock()
+        self._logged = self._state()
         logger.info("%s", self.status_line())
 
     def _refresh(self) -> None:

@@ -194,6 +194,14 @@ def test_progress_counts_and_estimates(caplog: pytest.LogCaptureFixture) -> None
     clock.now += 25
     p.tick()
     assert len(caplog.records) == 2
+    p.finished("b", "completed")
+    assert len(caplog.records) == 3
+    clock.now += 1
+    p.close()  # the last line already says it all: not said twice
+    assert len(caplog.records) == 3
+    p.started("c", "ablation", "trial 3", 10)
+    p.close()  # a run stopped with a trial running: its state is new, one more line
+    assert len(caplog.records) == 4 and "running 1" in caplog.records[-1].getMessage()
 
 
 def test_progress_projects_from_epoch_times_and_asha() -> None:

@@ -25,18 +25,7 @@ from leukmodels.config import TrialParams
 from leukmodels.data.arrays import SplitArrays
 from leukmodels.errors import DataError, UserError
 from leukmodels.seg_losses import MultiTaskLoss, build_seg_loss, foreground_weight
-
-MTA_FIELDS: tuple[str, ...] = (
-    "family",
-    "task",
-    "coupling",
-    "encoder",
-    "decoder",
-    "cls_head",
-    "task_width",
-    "task_depth",
-)
-"""The TrialParams fields that shape an ``mta_cnn`` model (only those)."""
+from leukmodels.sites import MTA_FIELDS
 
 
 def is_mta(params: TrialParams) -> bool:

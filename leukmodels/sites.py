@@ -13,6 +13,18 @@ from typing import Any
 
 from leukmodels.backbones import backbone_names, get_backbone
 
+MTA_FIELDS: tuple[str, ...] = (
+    "family",
+    "task",
+    "coupling",
+    "encoder",
+    "decoder",
+    "cls_head",
+    "task_width",
+    "task_depth",
+)
+"""The TrialParams fields that shape an ``mta_cnn`` model (only those)."""
+
 ARCH_FIELDS: tuple[str, ...] = (
     "backbone",
     "attention",
@@ -31,14 +43,7 @@ ARCH_FIELDS: tuple[str, ...] = (
     "csab",
     "drdb_dilations",
     "ddrnet_norm",
-    "family",
-    "task",
-    "coupling",
-    "encoder",
-    "decoder",
-    "cls_head",
-    "task_width",
-    "task_depth",
+    *MTA_FIELDS,
 )
 """TrialParams fields that change the layers (``pretrained`` and ``dropout`` do not); the
 DDRNet block fields (``drdb`` .. ``ddrnet_norm``) only for ``backbone='ddrnet'``, the

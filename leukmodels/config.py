@@ -44,7 +44,7 @@ EPOCH_METRICS = (
     "train_accuracy",
 )
 """What every epoch reports that a search may rank by (``search.metric``)."""
-EPOCH_TIMINGS = ("lr", "epoch_time_s", "data_time_s", "compute_time_s")
+EPOCH_TIMINGS = ("lr", "epoch_time_s", "data_time_s", "compute_time_s", "bn_time_s", "val_time_s")
 """The rest of an epoch's row."""
 
 

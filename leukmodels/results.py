@@ -114,6 +114,8 @@ class EpochRow(Record):
     data_time_s: float | None = None
     compute_time_s: float | None = None
     epoch_time_s: float | None = None
+    bn_time_s: float | None = None  # precise BatchNorm pass (part of epoch_time_s)
+    val_time_s: float | None = None  # validation pass (part of epoch_time_s)
 
     def metrics(self) -> dict[str, float]:
         """The values present, without ``epoch``: the JSON of an ``ls_epochs`` row."""
@@ -183,7 +185,9 @@ class DataReport(Record):
 
 
 class Timings(Record):
-    """Seconds spent, wall clock."""
+    """Seconds spent, wall clock. The fields after ``total_s`` are absent (None) in results
+    stored before they were added; ``*_unix`` are ``time.time()`` stamps (where a trial's
+    time goes, next to the driver's own stamps: bench/throughput.py)."""
 
     data_prepare_s: float | None
     data_decode_s: float | None
@@ -192,6 +196,17 @@ class Timings(Record):
     compute_s: float
     test_s: float
     total_s: float
+    setup_s: float | None = Field(None, exclude_if=_unset)  # data, loaders, model, optimiser
+    model_build_s: float | None = Field(None, exclude_if=_unset)
+    report_s: float | None = Field(None, exclude_if=_unset)  # epoch callbacks (Tune reports)
+    profile_s: float | None = Field(None, exclude_if=_unset)
+    save_s: float | None = Field(None, exclude_if=_unset)  # the best checkpoint written
+    import_s: float | None = Field(None, exclude_if=_unset)  # the caller's (search.trainable)
+    process_start_unix: float | None = Field(None, exclude_if=_unset)  # the caller's
+    entry_unix: float | None = Field(None, exclude_if=_unset)  # the caller's entry
+    start_unix: float | None = Field(None, exclude_if=_unset)  # setup began
+    end_unix: float | None = Field(None, exclude_if=_unset)  # the result was made
+    pid: int | None = Field(None, exclude_if=_unset)
 
 
 _PACKED = "z64:"  # the stored form of an integer array (see pack_ints)

@@ -184,6 +184,9 @@ class Run:
     scaler: torch.amp.GradScaler
     stopper: EarlyStopping
     started: float  # perf_counter() when setup began
+    started_unix: float = 0.0  # time.time() when setup began
+    setup_s: float = 0.0
+    model_build_s: float = 0.0
 
 
 def check_split_sizes(data: PreparedData, dataset: str) -> None:
@@ -199,7 +202,7 @@ def check_split_sizes(data: PreparedData, dataset: str) -> None:
 
 def setup(config: TrialConfig) -> Run:
     """Threads and seeds, the data (split, pre-processed), model, loss, optimiser, schedule."""
-    started = time.perf_counter()
+    started, started_unix = time.perf_counter(), time.time()
     p = config.params
     if config.monitor not in EpochRow.model_fields:
         raise UserError(f"monitor {config.monitor!r} is not an epoch metric; valid: {_MONITORS}")
@@ -226,10 +229,12 @@ def setup(config: TrialConfig) -> Run:
         )
     loaders = _loaders(data, config)
     seed_everything(p.seed)
+    t_build = time.perf_counter()
     model = build_model(p, num_classes=len(data.class_names)).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, p)
+    built = time.perf_counter()
     return Run(
         config=config,
         device=device,
@@ -242,6 +247,9 @@ def setup(config: TrialConfig) -> Run:
         scaler=torch.amp.GradScaler(device.type, enabled=device.type == "cuda"),
         stopper=EarlyStopping(p.patience, mode=config.monitor_mode),
         started=started,
+        started_unix=started_unix,
+        setup_s=built - started,
+        model_build_s=built - t_build,
     )
 
 
@@ -278,17 +286,21 @@ def epoch_row(run: Run, epoch: int) -> EpochRow:
             run.model, train_loader, run.loss_fn, run.optimizer, p, run.device, run.scaler
         )
     )
+    t = time.perf_counter()
     if p.precise_bn:
         # population statistics for the current weights: the running averages of a
         # short run from scratch lag far behind them (Wu & Johnson, "Rethinking BatchNorm")
         update_bn(train_loader, run.model, run.device)
+        row["bn_time_s"] = time.perf_counter() - t
     if len(run.data.val):
+        t = time.perf_counter()
         seg = _seg_meter(run)
         y, proba, vloss = predict(run.model, val_loader, run.device, seg)
         row.update(_val_row(classification_metrics(y, proba, run.data.class_names), vloss))
         if seg is not None and seg.count:
             scores = seg.compute()
             row.update(val_dice=scores["dice_macro"], val_iou=scores["iou_macro"])
+        row["val_time_s"] = time.perf_counter() - t
     # the search always sees the metric it ranks by: NaN when undefined this epoch (e.g.
     # kappa when every validation image got one class), never another metric in its place
     row.setdefault(monitor, math.nan)
@@ -303,6 +315,7 @@ class Fitted:
     best_state: dict[str, torch.Tensor] | None
     seconds: float
     stopped: bool = False  # early stopping ended training
+    report_s: float = 0.0  # in the epoch callbacks (on_epoch, on_state)
 
 
 def fit(
@@ -323,7 +336,7 @@ def fit(
     )
     if start:
         logger.info("continuing after epoch %d", len(epochs))
-    begin = time.perf_counter() - done_s
+    begin, report_s = time.perf_counter() - done_s, 0.0
     if stopped:
         return Fitted(epochs, best_state, done_s, stopped=True)
     for epoch in range(len(epochs) + 1, p.epochs + 1):
@@ -345,17 +358,19 @@ def fit(
             "epoch %d/%d  loss %.4f  train acc %.3f%s  %.1fs",
             epoch, p.epochs, row.train_loss, row.train_accuracy, val, row.epoch_time_s,
         )  # fmt: skip
+        t_report = time.perf_counter()
         if on_epoch is not None:
             on_epoch(row.model_copy())
         if on_state is not None:
-            seconds = time.perf_counter() - begin
+            seconds = t_report - begin
             on_state(row.model_copy(), checkpoint.capture(run, epochs, best_state, seconds, stop))
+        report_s += time.perf_counter() - t_report
         if stop:
             logger.info(
                 "early stop at epoch %d: no %s gain for %d epochs", epoch, monitor, p.patience
             )
-            return Fitted(epochs, best_state, time.perf_counter() - begin, stopped=True)
-    return Fitted(epochs, best_state, time.perf_counter() - begin)
+            return Fitted(epochs, best_state, time.perf_counter() - begin, True, report_s)
+    return Fitted(epochs, best_state, time.perf_counter() - begin, report_s=report_s)
 
 
 def _noise_metrics(run: Run) -> dict[str, EvalMetrics]:
@@ -392,9 +407,14 @@ def evaluate(run: Run, fitted: Fitted) -> TrialResult:
         test.f1,
         run.stopper.best_epoch,
     )
+    t_profile = time.perf_counter()
     complexity = profile(
         p, len(data.class_names), input_size=config.data.image_size, latency_runs=5
     )
+    profile_s = time.perf_counter() - t_profile
+    t_save = time.perf_counter()
+    checkpoint_path = _save_checkpoint(run)
+    save_s = time.perf_counter() - t_save
     return TrialResult(
         params=p,
         data=config.data,
@@ -408,21 +428,33 @@ def evaluate(run: Run, fitted: Fitted) -> TrialResult:
         profile=Profile.model_validate({k: complexity[k] for k in Profile.model_fields}),
         split=data.facts or SplitInfo(hash=data.split.hash, warnings=list(data.split.warnings)),
         data_report=_data_report(data),
-        timings=Timings(
-            data_prepare_s=data.timings.get("total_s"),
-            data_decode_s=data.timings.get("decode_s"),
-            train_s=fitted.seconds,
-            data_wait_s=sum(r.data_time_s or 0.0 for r in fitted.epochs),
-            compute_s=sum(r.compute_time_s or 0.0 for r in fitted.epochs),
-            test_s=test_s,
-            total_s=time.perf_counter() - run.started,
-        ),
+        timings=_timings(run, fitted, test_s=test_s, profile_s=profile_s, save_s=save_s),
         seed=p.seed,
         device=str(device),
         threads=torch.get_num_threads(),
-        checkpoint_path=_save_checkpoint(run),
+        checkpoint_path=checkpoint_path,
         predictions=_predictions(data, y, proba),
         segmentation=SegmentationMetrics(**seg.compute()) if seg is not None else None,
+    )
+
+
+def _timings(run: Run, fitted: Fitted, **spent: float) -> Timings:
+    """Where the trial's time went; ``spent``: test_s, profile_s, save_s."""
+    data = run.data
+    return Timings(
+        data_prepare_s=data.timings.get("total_s"),
+        data_decode_s=data.timings.get("decode_s"),
+        train_s=fitted.seconds,
+        data_wait_s=sum(r.data_time_s or 0.0 for r in fitted.epochs),
+        compute_s=sum(r.compute_time_s or 0.0 for r in fitted.epochs),
+        total_s=time.perf_counter() - run.started,
+        setup_s=run.setup_s,
+        model_build_s=run.model_build_s,
+        report_s=fitted.report_s,
+        start_unix=run.started_unix,
+        end_unix=time.time(),
+        pid=os.getpid(),
+        **spent,
     )
 
 

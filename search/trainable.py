@@ -9,7 +9,9 @@ It turns the trial's config (the Optuna parameters plus our meta keys) back into
 from __future__ import annotations
 
 import logging
+import os
 import socket
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,20 @@ def placement() -> dict[str, Any]:
     }
 
 
+def process_start() -> float | None:
+    """When this process started (``time.time()`` scale), from /proc; None elsewhere."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(
+            float(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
 def train_trial(config: dict[str, Any], space: Space, overrides: dict[str, Any]) -> None:
     """Tune function trainable (``tune.with_parameters`` supplies space and overrides).
 
@@ -60,8 +76,10 @@ def train_trial(config: dict[str, Any], space: Space, overrides: dict[str, Any])
     ends the trial with one final report carrying the error instead of raising, so Tune
     does not retry it; the traceback goes to ``error.txt`` in the trial's folder.
     """
+    entry, t_import = time.time(), time.perf_counter()
     from leukmodels.train import run_trial
 
+    import_s = time.perf_counter() - t_import
     try:
         tc = trial_config_for(space, config, overrides)
         where = placement()
@@ -80,6 +98,9 @@ def train_trial(config: dict[str, Any], space: Space, overrides: dict[str, Any])
         # epoch 0 is below every ASHA rung: the NaN informs no cutoff
         tune.report({"epoch": 0, "final": True, space.search.metric: float("nan"), ERROR_KEY: text})
         return
+    # where the worker's time went before the trial began (bench/throughput.py)
+    result.timings.import_s, result.timings.entry_unix = import_s, entry
+    result.timings.process_start_unix = process_start()
     tune.report(
         {
             "epoch": result.epochs[-1].epoch if result.epochs else 0,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -68,6 +70,16 @@ def test_callback_per_epoch_early_stopping_and_checkpoint(tmp_path: Path) -> Non
     assert timings.data_prepare_s is not None and timings.data_prepare_s > 0
     assert 0 < timings.compute_s <= timings.train_s < timings.total_s
     assert timings.data_wait_s >= 0 and timings.test_s > 0
+    # the fine-grained timers (bench/throughput.py): parts within their wholes
+    for r in seen:
+        parts = r.compute_time_s + r.data_time_s + r.bn_time_s + r.val_time_s
+        assert r.bn_time_s > 0 and r.val_time_s > 0 and parts <= r.epoch_time_s
+    assert 0 < timings.model_build_s < timings.setup_s < timings.total_s
+    assert timings.data_prepare_s <= timings.setup_s
+    assert 0 <= timings.report_s < timings.train_s and timings.save_s > 0
+    assert timings.profile_s > 0 and timings.pid == os.getpid()
+    assert timings.start_unix < timings.end_unix <= time.time()
+    assert timings.end_unix - timings.start_unix == pytest.approx(timings.total_s, abs=0.5)
     for key in (
         "accuracy",
         "precision",

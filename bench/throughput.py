@@ -17,8 +17,10 @@ process (its own local Ray), on the synthetic set or ``--data DIR``. Per run it 
 
 Slot-time rows (seconds, summed over trials; the idle rows are slot-seconds):
 
-- actor/process start: the driver starting the trial -> the trainable function entered
-  (Ray actor creation, worker process start, unpickling the trainable and its arguments);
+- actor/process start: the driver's start of the trial -> the trainable function entered
+  (Tune calls ``on_trial_start`` once the trial's actor is up, so this is the trainable's
+  own start; the worker process's start before that is idle time, shown in its own row
+  from the process's start time in /proc, to about a second);
 - imports: the trainable's import of the training code (torch, timm, leukmodels);
 - trial setup: A only, config decoding, placement, checkpoint lookup;
 - data: preparing the data (A: decode cache read, split, pre-processing) and loaders;
@@ -221,6 +223,7 @@ def leuksearch_trials(db: str, study: str) -> list[dict[str, Any]]:
             phases["unaccounted"] = end - start - sum(phases.values())
             out.append({"start": start, "end": end, "status": t.status, "best": t.value,
                         "pid": pid, "worktree_code": tm is not None and tm.entry_unix is not None,
+                        "process_start": tm.process_start_unix if tm else None,
                         "phases": phases})  # fmt: skip
     return out
 
@@ -248,6 +251,7 @@ def baseline_trial(t: dict[str, Any]) -> dict[str, Any]:
     code = rows[0].get("t_code", "") if rows else ""
     return {"start": start, "end": end, "status": t.get("status"), "best": best,
             "pid": rows[0].get("pid") if rows else None, "phases": phases,
+            "process_start": rows[0].get("t_process_start") if rows else None,
             "worktree_code": code.startswith(str(ROOT))}  # fmt: skip
 
 
@@ -262,6 +266,15 @@ def idle(run: dict[str, Any], busy: float) -> dict[str, float]:
     after = sum(run["t1"] - e for e in ends)
     total = (run["t1"] - run["t0"]) * SLOTS - busy
     return {IDLE[0]: before, IDLE[1]: total - before - after, IDLE[2]: after}
+
+
+def spawn_before_start(trials: list[dict[str, Any]]) -> tuple[int, float]:
+    """Trials whose worker process started within a minute before the driver's start of
+    the trial (a fresh process each), and the seconds from process start to that start:
+    idle slot time (the slot is reserved) that the trial's own rows do not show."""
+    gaps = [t["start"] - t["process_start"] for t in trials if t.get("process_start")]
+    fresh = [g for g in gaps if 0 <= g < 60]
+    return len(fresh), sum(fresh)
 
 
 def summarise(run: dict[str, Any]) -> dict[str, Any]:
@@ -281,6 +294,7 @@ def summarise(run: dict[str, Any]) -> dict[str, Any]:
         "worktree_code": sum(bool(t.get("worktree_code")) for t in trials),
         "distinct_pids": len(pids), "pids_known": sum(t["pid"] is not None for t in trials),
         "slot_seconds": phases, "driver": run["driver"], "load": run.get("load"),
+        "spawn_before_start": spawn_before_start(trials),
     }  # fmt: skip
 
 
@@ -310,6 +324,8 @@ def table(rows: list[dict[str, Any]]) -> str:
          [f"{r['load'][0]:.1f} / {r['load'][1]:.1f}" for r in rows])  # fmt: skip
     for key in (*PHASES, *IDLE):
         line(f"slot s: {key}", [r["slot_seconds"][key] for r in rows])
+    line("of the idle: fresh worker process start -> driver's trial start (trials, s)",
+         [f"{r['spawn_before_start'][0]}, {r['spawn_before_start'][1]:.1f}" for r in rows])  # fmt: skip
     drivers = sorted({k for r in rows for k in r["driver"]})
     for key in drivers:
         line(f"{key} (calls, s)",

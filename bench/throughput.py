@@ -41,7 +41,9 @@ and Tune's experiment checkpoint, measured by wrapping those methods in the driv
 not slot time; trials wait on them only through "Tune report" and "end".
 
 Run: ``python bench/throughput.py [--rounds 2] [--data DIR] [--db URL] [--out FILE]``
-(default store: a temporary SQLite; results JSON in ``--out``). Results: bench/README.md.
+(default store: a temporary SQLite; results JSON in ``--out``); the work folder (stores,
+timelines, logs) is printed first and kept. ``python bench/throughput.py --reread OUT WORK``
+prints the table again from those. Results: bench/README.md.
 """
 
 from __future__ import annotations
@@ -224,6 +226,7 @@ def leuksearch_trials(db: str, study: str) -> list[dict[str, Any]]:
             out.append({"start": start, "end": end, "status": t.status, "best": t.value,
                         "pid": pid, "worktree_code": tm is not None and tm.entry_unix is not None,
                         "process_start": tm.process_start_unix if tm else None,
+                        "epochs": len(rows),
                         "phases": phases})  # fmt: skip
     return out
 
@@ -252,6 +255,7 @@ def baseline_trial(t: dict[str, Any]) -> dict[str, Any]:
     return {"start": start, "end": end, "status": t.get("status"), "best": best,
             "pid": rows[0].get("pid") if rows else None, "phases": phases,
             "process_start": rows[0].get("t_process_start") if rows else None,
+            "epochs": len(rows),
             "worktree_code": code.startswith(str(ROOT))}  # fmt: skip
 
 
@@ -288,6 +292,7 @@ def summarise(run: dict[str, Any]) -> dict[str, Any]:
     return {
         "run": run["tag"], "kind": run["kind"], "exit": run["exit"], "wall_s": wall,
         "trials": len(trials), "trials_per_hour": len(trials) / wall * 3600,
+        "epochs": sum(t.get("epochs", 0) for t in trials),
         "utilisation": busy / (wall * SLOTS), "best_val": max(scores, default=None),
         "statuses": {s: sum(t["status"] == s for t in trials) for s in
                      {t["status"] for t in trials}},
@@ -315,7 +320,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     def line(label: str, values: list[Any]) -> None:
         lines.append(f"| {label} | " + " | ".join(_fmt(v) for v in values) + " |")
 
-    for key in ("wall_s", "trials", "trials_per_hour", "utilisation", "best_val"):
+    for key in ("wall_s", "trials", "trials_per_hour", "epochs", "utilisation", "best_val"):
         line(key, [r[key] for r in rows])
     line("trials running this checkout's code", [r["worktree_code"] for r in rows])
     line("trials with a pid / distinct pids",
@@ -334,10 +339,27 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def reread(saved: str, work: Path) -> int:
+    """Print the table again from a saved ``--out`` file, the trials read anew from the
+    run's work folder (its stores and timelines), e.g. after the figures changed."""
+    runs = json.loads(Path(saved).read_text())["runs"]
+    for run in runs:
+        tag = run["tag"]
+        if run["kind"] == "leuksearch":
+            run["trials"] = leuksearch_trials(f"sqlite:///{work}/{tag}.db", f"throughput-{tag}")
+        else:
+            raw = json.loads((work / f"{tag}-timeline.json").read_text())
+            run["trials"] = [baseline_trial(t) for t in raw.values() if "start" in t and "end" in t]
+    print(table([summarise(r) for r in runs]))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--child"]:
         return leuksearch_child(argv[3:], argv[1])
+    if argv[:1] == ["--reread"]:  # --reread OUT_JSON WORK_FOLDER
+        return reread(argv[1], Path(argv[2]))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--data", help="an image folder (default: the space's synthetic set)")

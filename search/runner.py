@@ -216,6 +216,7 @@ def _fit(
                 time_budget_s=space.search.time_budget_s,
                 trial_name_creator=trial_name,
                 trial_dirname_creator=trial_dirname,
+                reuse_actors=True,  # a warm worker: no process start and imports per trial
             ),
             run_config=tune.RunConfig(
                 name=name,

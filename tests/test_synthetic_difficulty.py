@@ -14,7 +14,14 @@ from sklearn.preprocessing import StandardScaler
 
 from leukmodels.config import DataSpec
 from leukmodels.data.registry import resolve_dataset
-from leukmodels.data.synthetic import generate
+from leukmodels.data.synthetic import (
+    CLASS_NAMES,
+    HARD_MORPHOLOGIES,
+    _assign,
+    _patient_stains,
+    _sample,
+    generate,
+)
 from leukmodels.errors import UserError
 from search.cli import main
 
@@ -73,3 +80,24 @@ def test_synth_command_writes_a_hard_set(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["synth", str(tmp_path / "x"), "--difficulty", "extreme"])
     assert exc.value.code == 2
+
+
+def test_hard_nucleoli_keep_their_size_and_stay_inside_an_elongated_nucleus() -> None:
+    rng = np.random.default_rng(5)
+    labels, owners = _assign(400, 2, 20, rng)
+    stains = _patient_stains(20, rng)
+    p = _sample(labels, owners, list(CLASS_NAMES[2]), stains, rng, HARD_MORPHOLOGIES)
+    aspect = p["nuc_aspect"][:, None]
+    # nucleolus radius over the radius of the disc with the nucleus's area: one range
+    # for both classes (it grew with the elongation, a texture cue LBP picked up)
+    size = (p["nucleoli_r"] * np.sqrt(aspect))[p["nucleoli_on"]]
+    on = p["nucleoli_on"]
+    rows = np.broadcast_to(labels[:, None], on.shape)[on]
+    assert abs(size[rows == 1].mean() / size[rows == 0].mean() - 1) < 0.05
+    assert size.max() <= HARD_MORPHOLOGIES["all"].nucleolus_radius[1] + 1e-9
+    # centres inside the (squeezed) inner half of the ellipse, in its own frame
+    c, s = np.cos(p["nuc_angle"])[:, None], np.sin(p["nuc_angle"])[:, None]
+    x, y = p["nucleoli_xy"][..., 0], p["nucleoli_xy"][..., 1]
+    along, across = c * x + s * y, (c * y - s * x) * aspect
+    assert np.hypot(along, across).max() <= 0.5 + 1e-9
+    assert np.median(aspect[labels == 1]) > 1.6

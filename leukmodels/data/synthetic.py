@@ -331,6 +331,7 @@ def _sample(
     _sample_white_cell(p, morph, mag, rng)
     _sample_nucleus_outline(p, morph, rng)
     _sample_chromatin(p, morph, rng)
+    _fit_nucleoli(p, _field(morph, "keep_area")[:, 0] > 0)
     _sample_cytoplasm(p, morph, rng)
     _sample_red_cells(p, mag, rng)
     # background and imaging
@@ -437,6 +438,21 @@ def _keep_area(p: dict[str, np.ndarray], keep: np.ndarray) -> None:
     room = np.maximum(0.92 * p["cell_r"] - p["nuc_r"], 0.0)
     scale = np.where(keep, np.minimum(1.0, room / np.maximum(np.hypot(dx, dy), 1e-9)), 1.0)
     p["nuc_x"], p["nuc_y"] = p["cell_x"] + dx * scale, p["cell_y"] + dy * scale
+
+
+def _fit_nucleoli(p: dict[str, np.ndarray], keep: np.ndarray) -> None:
+    """Where `keep`: nucleoli the size they have in a disc of the same area, placed in the
+    elongated nucleus's own frame (squeezed along its short axis), so that they neither
+    grow with the elongation nor stick out of the nucleus (no texture cue to the class)."""
+    if not keep.any():
+        return
+    aspect, angle = p["nuc_aspect"][:, None], p["nuc_angle"][:, None]
+    c, s = np.cos(angle), np.sin(angle)
+    x, y = p["nucleoli_xy"][..., 0], p["nucleoli_xy"][..., 1]
+    along, across = c * x + s * y, (c * y - s * x) / aspect
+    fitted = np.stack([c * along - s * across, s * along + c * across], -1)
+    p["nucleoli_xy"] = np.where(keep[:, None, None], fitted, p["nucleoli_xy"])
+    p["nucleoli_r"] = np.where(keep[:, None], p["nucleoli_r"] / np.sqrt(aspect), p["nucleoli_r"])
 
 
 # --- rendering ---------------------------------------------------------------------------

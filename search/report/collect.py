@@ -168,7 +168,10 @@ def _trial_row(space: Space, t: TrialSummary) -> dict[str, Any]:
         "data": t.data,
     }
     row.update(_result_columns(t))
-    row[PREDICTIONS] = run_predictions(t.trial_id, t.predictions, t.data)
+    # only a cell's runs give per-image intervals: decoding every trial's would cost
+    # seconds at 100,000 trials (bench/store_scale.py)
+    in_cell = row["full"] and t.kind in CELL_KINDS
+    row[PREDICTIONS] = run_predictions(t.trial_id, t.predictions, t.data) if in_cell else None
     row["split"] = t.split
     return row
 

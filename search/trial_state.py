@@ -11,13 +11,17 @@ its path in the rerun's config (``CHECKPOINT``).
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
 from ray import tune
 
 from search.storage import is_uri
+
+logger = logging.getLogger(__name__)
 
 STATE_FILE = "train_state.pt"
 EPOCH_FILE = "epoch.json"
@@ -41,7 +45,12 @@ def load_start_state(folder: str | None) -> dict[str, Any] | None:
             if state_path.is_file():
                 return torch.load(state_path, map_location="cpu", weights_only=True)
     if folder and (Path(folder) / STATE_FILE).is_file():
-        return torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=True)
+        try:
+            return torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=True)
+        except Exception as exc:  # a copy cut short by a crash: start afresh, do not fail
+            logger.warning(
+                "checkpoint %s unreadable (%s); the trial starts from scratch", folder, exc
+            )
     return None
 
 
@@ -67,6 +76,17 @@ def latest_checkpoint(experiment: str, key: str) -> str | None:
             epoch = int(json.loads((folder / EPOCH_FILE).read_text())["epoch"])
         except (OSError, ValueError, KeyError, TypeError):
             continue
-        if (folder / STATE_FILE).is_file() and (best is None or epoch > best[0]):
+        if (best is None or epoch > best[0]) and complete(folder / STATE_FILE):
             best = (epoch, folder)
     return str(best[1]) if best else None
+
+
+def complete(state_file: Path) -> bool:
+    """Whether ``state_file`` was written whole: ``torch.save`` writes a zip archive, and a
+    copy that a crash cut short (Tune copies a checkpoint's files in parallel, so the epoch
+    file can be whole while the state is not) has no central directory or a bad CRC."""
+    try:
+        with zipfile.ZipFile(state_file) as archive:
+            return archive.testzip() is None
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError):
+        return False

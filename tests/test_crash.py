@@ -23,6 +23,7 @@ from sqlalchemy import create_engine, text
 
 from search.store.store import Store
 from search.store.url import optuna_url, resolve_url
+from search.trial_state import EPOCH_FILE, STATE_FILE
 
 pytestmark = pytest.mark.slow
 
@@ -149,6 +150,20 @@ RUNNING_EPOCHS = (
 )
 
 
+def cut_short_copy(experiment: Path, url: str) -> None:
+    """Leave a newer checkpoint of the running trial whose state file a kill cut in half
+    (Tune copies a checkpoint's files in parallel): the resume must pass it over."""
+    with Store.open(url) as store:
+        key = next(t.tune_trial_id for t in store.trials(store.study("C").id, "running"))
+    (folder,) = experiment.glob(f"*_{key}")
+    whole = sorted(folder.glob("checkpoint_*"))[-1]
+    cut = folder / "checkpoint_999999"
+    cut.mkdir()
+    data = (whole / STATE_FILE).read_bytes()
+    (cut / STATE_FILE).write_bytes(data[: len(data) // 2])
+    (cut / EPOCH_FILE).write_text(json.dumps({"epoch": 99}))
+
+
 def completed_ends(url: str) -> dict[str, str]:
     with Store.open(url) as store:
         study = store.study("C")
@@ -182,6 +197,7 @@ def test_sigkill_at_every_point_then_resume_finishes_exactly_once(
     err = kill(proc)
     assert "failed and will be retried" in err, err[-3000:]
     done = completed_ends(url)
+    cut_short_copy(tmp_path / "runs" / "C", url)
 
     # 3. killed just after a trial ended (before Tune's next experiment checkpoint)
     proc = start(tmp_path, *resume)
@@ -221,7 +237,9 @@ def _check_consistent(url: str, done: dict[str, str]) -> None:
         epochs = {t.trial_id: store.epochs(t.trial_id) for t in trials}
     assert study.status == "completed"
     assert len(trials) == BUDGET, [(t.tune_trial_id, t.status) for t in trials]
-    assert all(t.status in ("completed", "pruned") for t in trials)
+    assert all(t.status in ("completed", "pruned") for t in trials), [
+        (t.tune_trial_id, t.status, (t.error or "")[-1500:]) for t in trials
+    ]
     for t in trials:
         assert [e.epoch for e in epochs[t.trial_id]] == list(range(1, t.epochs_done + 1))
     assert all(

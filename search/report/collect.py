@@ -32,6 +32,7 @@ from leukmodels.sites import ARCH_FIELDS
 from search.report.image_stats import TestPredictions
 from search.space import Space, load_space
 from search.store.records import StudyInfo, TrialSummary
+from search.store.rows import gc_paused
 from search.store.schema import FULL_FIDELITY_KINDS, RESULT_METRIC_COLUMNS, SEARCH_KINDS
 from search.store.store import Store
 
@@ -79,9 +80,13 @@ def load_study(store: Store, name: str) -> StudyData:
     """The study ``name`` (UserError listing the known ones if absent), its space and trials."""
     study = store.require_study(name)
     space = load_space(study.space_path or "space.yaml", study.profile, text=study.space_yaml)
-    summaries = store.trial_summaries(study.id, ("epochs", *ARCH_FIELDS), _JSON_METRICS)
-    rows = [_trial_row(space, t) for t in summaries]
-    frame = pd.DataFrame(rows, columns=_COLUMNS)
+    summaries = store.trial_summaries(
+        study.id, ("epochs", *ARCH_FIELDS), _JSON_METRICS, predictions_for=CELL_KINDS
+    )
+    with gc_paused():  # 100,000 rows of small objects: see gc_paused
+        frame = pd.DataFrame([_trial_row(space, t) for t in summaries], columns=_COLUMNS)
+    for m in _PERCENT_COLUMNS:  # stored as fractions; one vectorised pass per column
+        frame[m] = _percent(frame[m])
     frame["full"] = frame["full"].astype(bool)  # a boolean mask even with no trials
     frame["cell"] = frame["full"] & frame["kind"].isin(CELL_KINDS)
     values = validation_values(store, name)
@@ -132,11 +137,24 @@ _COLUMNS = [
 ]
 
 
-def _pct(value: Any) -> float:
-    """A fraction as percent points; NaN when missing."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        return 100.0 * float(value)
-    return math.nan
+_PERCENT_COLUMNS = (*METRICS, *EXTRA_METRICS, *BINARY_METRICS, *SEG_METRICS)
+"""Columns the rows hold as stored fractions and the frame in percent points."""
+
+
+def _percent(column: pd.Series) -> pd.Series:
+    """A column of fractions in percent points: finite numbers (not booleans) times 100,
+    anything else (None, NaN, infinities, text, booleans) NaN."""
+    if column.dtype == object:
+        numeric = column.map(_is_number, na_action="ignore").fillna(False).astype(bool)
+        column = column.where(numeric)
+    values = pd.to_numeric(column, errors="coerce").astype(float)
+    if column.dtype == bool:
+        values[:] = math.nan
+    return (100.0 * values).where(np.isfinite(values))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _trial_row(space: Space, t: TrialSummary) -> dict[str, Any]:
@@ -210,15 +228,16 @@ def _result_columns(t: TrialSummary) -> dict[str, Any]:
         "class_names": t.class_names,
         "noise": t.noise or None,
     }
+    metrics = t.metrics  # fractions: load_study turns the columns to percent
     for m in (*METRICS, *EXTRA_METRICS):
-        row[m] = _pct(t.metrics.get(m))
-    binary = t.binary
+        row[m] = metrics.get(m)
+    binary = t.binary or {}  # as stored: a BinaryMetrics as JSON
     for m, field in BINARY_METRICS.items():
-        row[m] = _pct(getattr(binary, field)) if binary is not None else math.nan
-    row["positive"] = binary.positive if binary is not None else None
+        row[m] = binary.get(field)
+    row["positive"] = binary.get("positive")
     row["absent"] = absent_classes(t.confusion, t.class_names)
     seg = t.segmentation or {}
-    row.update({m: _pct(seg.get(stored)) for m, stored in SEG_METRICS.items()})
+    row.update({m: seg.get(stored) for m, stored in SEG_METRICS.items()})
     return row
 
 

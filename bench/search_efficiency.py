@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import statistics
 import sys
@@ -101,42 +102,72 @@ def _grid_means(space: Space, grid: dict[str, dict]) -> dict[str, list[float]]:
 
 
 def _interval(diffs: list[float]) -> tuple[float, float]:
+    """The 95 % t-interval of the mean of ``diffs`` (plain floats, widened by 1e-9 so a
+    zero-width interval still holds its own mean despite rounding)."""
     mean, n = statistics.mean(diffs), len(diffs)
-    half = stats.t.ppf(0.975, n - 1) * statistics.stdev(diffs) / n**0.5
+    half = float(stats.t.ppf(0.975, n - 1)) * statistics.stdev(diffs) / n**0.5 + 1e-9
     return mean - half, mean + half
 
 
-def compare(space: Space, grid: dict[str, dict], trials: list[Any]) -> dict[str, Any]:
-    """Compute, winner, Kendall tau of level effects, ablation differences in intervals."""
+def _key(space: Space, params: dict[str, Any] | None) -> str:
+    """A stored trial's point key as the grid's cache writes it (completed by ``fill``)."""
+    return space.point_key(space.fill(dict(params or {})))
+
+
+def _level_effect(space: Space, means: dict[str, float], factor: str, level: Any) -> float:
+    """The grid's marginal effect of ``factor`` at ``level``: the mean over configurations
+    with that level minus the mean over those with the baseline's level."""
+    f, base = space.factors[factor], space.baseline()[factor]
+
+    def marginal(value: Any) -> float:
+        want = f.canonical(value)
+        return statistics.mean(m for k, m in means.items() if json.loads(k)[factor] == want)
+
+    return marginal(level) - marginal(base)
+
+
+def ablation_rows(
+    space: Space, grid: dict[str, dict], ablation: dict[str, float]
+) -> list[dict[str, Any]]:
+    """Each one-at-a-time level the study trained (with its baseline) against the grid:
+    the study's difference, the grid's paired mean difference and 95 % t-interval over
+    seeds, and the grid's marginal effect of the level."""
     from search.space.ablation import iter_ablation_points
 
     means = {k: statistics.mean(v) for k, v in _grid_means(space, grid).items()}
-    order = sorted(means, key=means.get, reverse=True)
-    done = [t for t in trials if t.status == "completed" and t.result is not None]
-    pick = max((t for t in done if t.value is not None), key=lambda t: (t.value, -t.trial_id))
-    pick_key = space.point_key(pick.params)
-    ablation = {space.point_key(t.params): t.result.f1 for t in done if t.kind == "ablation"}
-    base = space.baseline()
-    base_key = space.point_key(base)
+    base_key = space.point_key(space.baseline())
     rows = []
     for factor, label, point in iter_ablation_points(space):
         key = space.point_key(point)
-        if key == base_key or key not in ablation or base_key not in ablation:
+        if factor in ("baseline", "configuration") or base_key not in ablation:
+            continue  # a named configuration changes several factors: no level effect
+        if key not in ablation:
             continue
         paired = [grid[f"{key}|{s}"]["test_f1"] - grid[f"{base_key}|{s}"]["test_f1"]
                   for s in SEEDS]  # fmt: skip
         lo, hi = _interval(paired)
-        level = point[factor]
-        marginal = [statistics.mean(v) for k, v in _grid_means(space, grid).items()
-                    if json.loads(k)[factor] == level]  # fmt: skip
-        marginal_base = [statistics.mean(v) for k, v in _grid_means(space, grid).items()
-                         if json.loads(k)[factor] == base[factor]]  # fmt: skip
         study_diff = ablation[key] - ablation[base_key]
-        rows.append({"level": label, "study_diff": round(study_diff, 4),
+        rows.append({"level": f"{factor}={label}", "study_diff": round(study_diff, 4),
                      "grid_diff": round(statistics.mean(paired), 4),
                      "grid_ci": [round(lo, 4), round(hi, 4)], "inside": lo <= study_diff <= hi,
-                     "grid_effect": statistics.mean(marginal) - statistics.mean(marginal_base)})  # fmt: skip
-    tau = stats.kendalltau([r["grid_effect"] for r in rows], [r["study_diff"] for r in rows])
+                     "grid_effect": round(_level_effect(space, means, factor, point[factor]), 4)})  # fmt: skip
+    return rows
+
+
+def compare(space: Space, grid: dict[str, dict], trials: list[Any]) -> dict[str, Any]:
+    """Compute, winner, Kendall tau of level effects, ablation differences in intervals."""
+    means = {k: statistics.mean(v) for k, v in _grid_means(space, grid).items()}
+    order = sorted(means, key=means.get, reverse=True)
+    done = [t for t in trials if t.status == "completed" and t.result is not None]
+    ranked = [t for t in done if t.value is not None]
+    pick = max(ranked, key=lambda t: (t.value, -t.trial_id)) if ranked else None
+    pick_key = _key(space, pick.params) if pick is not None else None
+    ablation = {_key(space, t.params): t.result.f1 for t in done if t.kind == "ablation"}
+    rows = ablation_rows(space, grid, ablation)
+    tau = math.nan
+    if len(rows) >= 2:
+        tau = float(stats.kendalltau([r["grid_effect"] for r in rows],
+                                     [r["study_diff"] for r in rows]).statistic)  # fmt: skip
     grid_epochs = sum(r["epochs"] for r in grid.values())
     study_epochs = sum(t.epochs_done for t in trials)
     return {
@@ -146,9 +177,10 @@ def compare(space: Space, grid: dict[str, dict], trials: list[Any]) -> dict[str,
         "study_seconds": round(sum(t.duration_s or 0.0 for t in trials), 1),
         "compute_fraction": round(study_epochs / grid_epochs, 3),
         "grid_winner": order[0], "grid_winner_f1": round(means[order[0]], 4),
-        "study_pick": pick_key, "study_pick_grid_rank": order.index(pick_key) + 1,
+        "study_pick": pick_key,
+        "study_pick_grid_rank": order.index(pick_key) + 1 if pick_key in order else None,
         "winner_recovered": pick_key == order[0],
-        "kendall_tau": round(float(tau.statistic), 3), "ablation": rows,
+        "kendall_tau": round(tau, 3), "ablation": rows,
         "inside_intervals": sum(r["inside"] for r in rows),
     }  # fmt: skip
 

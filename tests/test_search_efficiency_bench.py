@@ -59,8 +59,10 @@ def test_compare_finds_the_winner_the_effects_and_the_intervals():
     points = [p for _, _, p in iter_ablation_points(space)]
     # each ablation trial scores its configuration's mean over the grid's seeds
     seed_mean = {k: statistics.mean(v) for k, v in mod._grid_means(space, grid).items()}
-    f1s = [SimpleNamespace(f1=seed_mean[space.point_key(p)]) for p in points]
-    ablation = [trial(i + 1, p, "ablation", result=r) for i, (p, r) in enumerate(zip(points, f1s))]
+    ablation = [
+        trial(i + 1, p, "ablation", result=SimpleNamespace(f1=seed_mean[space.point_key(p)]))
+        for i, p in enumerate(points)
+    ]
     best = {"attention": "cbam", "pooling": "gap", "optimizer": "adam", "lr": 0.003}
     explore = [
         trial(10, best, "explore", value=0.9),  # stored without the constant factors

@@ -84,7 +84,7 @@ def load_study(store: Store, name: str) -> StudyData:
         study.id, ("epochs", *ARCH_FIELDS), _JSON_METRICS, predictions_for=CELL_KINDS
     )
     with gc_paused():  # 100,000 rows of small objects: see gc_paused
-        frame = pd.DataFrame([_trial_row(space, t) for t in summaries], columns=_COLUMNS)
+        frame = _frame(space, summaries).infer_objects()
     for m in _PERCENT_COLUMNS:  # stored as fractions; one vectorised pass per column
         frame[m] = _percent(frame[m])
     frame["full"] = frame["full"].astype(bool)  # a boolean mask even with no trials
@@ -157,41 +157,47 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _trial_row(space: Space, t: TrialSummary) -> dict[str, Any]:
-    split = (t.data or {}).get("split") or {}
-    tparams = t.trial_params
-    fold = split.get("fold") if split.get("kind") == "kfold" else None
-    point = dict(t.params or {})
-    row: dict[str, Any] = {
-        "trial_id": t.trial_id,
-        "optuna_number": t.optuna_number,
-        "kind": t.kind,
-        "status": t.status,
-        "fidelity": t.fidelity,
-        "epochs_done": t.epochs_done,
-        "epochs_planned": tparams.get("epochs"),
-        "seed": t.seed,
-        "repeat": t.repeat,
-        "fold": fold,
-        "pair": f"seed={t.seed},fold={fold}",
-        "point": point,
-        "key": point_key(space, point),
-        "arch": orjson.dumps(
-            {f: tparams.get(f) for f in ARCH_FIELDS}, option=orjson.OPT_SORT_KEYS
-        ).decode(),
-        "full": t.status == "completed"
-        and t.fidelity == "full"
-        and t.kind in STAT_KINDS
-        and t.has_result,
-        "data": t.data,
-    }
-    row.update(_result_columns(t))
+def _frame(space: Space, summaries: list[TrialSummary]) -> pd.DataFrame:
+    """The trials as a frame, built column by column (at 100,000 trials a dict per row
+    cost seconds more: bench/store_scale.py); metrics still fractions."""
+    columns = {**_trial_columns(space, summaries), **_result_columns(summaries)}
+    columns["full"] = full = [
+        t.status == "completed" and t.fidelity == "full" and t.kind in STAT_KINDS and t.has_result
+        for t in summaries
+    ]
     # only a cell's runs give per-image intervals: decoding every trial's would cost
     # seconds at 100,000 trials (bench/store_scale.py)
-    in_cell = row["full"] and t.kind in CELL_KINDS
-    row[PREDICTIONS] = run_predictions(t.trial_id, t.predictions, t.data) if in_cell else None
-    row["split"] = t.split
-    return row
+    columns[PREDICTIONS] = [
+        run_predictions(t.trial_id, t.predictions, t.data) if f and t.kind in CELL_KINDS else None
+        for t, f in zip(summaries, full, strict=True)
+    ]
+    columns["cell"] = columns["val"] = [None] * len(summaries)  # set by load_study
+    return pd.DataFrame({c: pd.Series(columns[c], dtype=object) for c in _COLUMNS})
+
+
+def _trial_columns(space: Space, summaries: list[TrialSummary]) -> dict[str, list[Any]]:
+    """The trial's own columns: ids, status, seed and fold, point and architecture."""
+    out = {c: [getattr(t, c) for t in summaries] for c in _TRIAL_ATTRS}
+    splits = [(t.data or {}).get("split") or {} for t in summaries]
+    out["fold"] = [s.get("fold") if s.get("kind") == "kfold" else None for s in splits]
+    out["pair"] = [
+        f"seed={seed},fold={fold}" for seed, fold in zip(out["seed"], out["fold"], strict=True)
+    ]
+    out["epochs_planned"] = [t.trial_params.get("epochs") for t in summaries]
+    out["point"] = [dict(t.params or {}) for t in summaries]
+    out["key"] = [point_key(space, p) for p in out["point"]]
+    out["arch"] = [_arch(t.trial_params) for t in summaries]
+    return out
+
+
+_TRIAL_ATTRS = ("trial_id", "optuna_number", "kind", "status", "fidelity", "epochs_done",
+                "seed", "repeat", "data", "split")  # fmt: skip
+
+
+def _arch(trial_params: dict[str, Any]) -> str:
+    """The layer-changing fields as sorted JSON (the tables group runs by it)."""
+    fields = {f: trial_params.get(f) for f in ARCH_FIELDS}
+    return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS).decode()
 
 
 def run_predictions(trial_id: int, raw: Any, data: Any) -> TestPredictions | None:
@@ -212,33 +218,24 @@ def run_predictions(trial_id: int, raw: Any, data: Any) -> TestPredictions | Non
         return None
 
 
-def _result_columns(t: TrialSummary) -> dict[str, Any]:
-    """Cost, confusion, noise and the test metrics (percent) of a trial's result."""
-    if not t.has_result:
-        empty = ("params_count", "flops", "latency_ms", "size_mb", "confusion", "class_names")
-        return {**dict.fromkeys(empty), "noise": None, "positive": None, "absent": []} | {
-            m: math.nan for m in (*METRICS, *EXTRA_METRICS, *BINARY_METRICS, *SEG_METRICS)
-        }
-    row: dict[str, Any] = {
-        "params_count": t.params_count,
-        "flops": t.flops,
-        "latency_ms": t.latency_ms,
-        "size_mb": t.size_mb,
-        "confusion": t.confusion,
-        "class_names": t.class_names,
-        "noise": t.noise or None,
+def _result_columns(summaries: list[TrialSummary]) -> dict[str, list[Any]]:
+    """Cost, confusion, noise and the test metrics (fractions) of each trial's result;
+    None (NaN once in percent) for a trial without one, whose result columns are NULL."""
+    out: dict[str, list[Any]] = {
+        c: [getattr(t, c) for t in summaries]
+        for c in ("params_count", "flops", "latency_ms", "size_mb", "confusion", "class_names")
     }
-    metrics = t.metrics  # fractions: load_study turns the columns to percent
+    out["noise"] = [t.noise or None for t in summaries]
     for m in (*METRICS, *EXTRA_METRICS):
-        row[m] = metrics.get(m)
-    binary = t.binary or {}  # as stored: a BinaryMetrics as JSON
+        out[m] = [t.metrics.get(m) for t in summaries]
+    binary = [t.binary or {} for t in summaries]  # as stored: a BinaryMetrics as JSON
     for m, field in BINARY_METRICS.items():
-        row[m] = binary.get(field)
-    row["positive"] = binary.get("positive")
-    row["absent"] = absent_classes(t.confusion, t.class_names)
-    seg = t.segmentation or {}
-    row.update({m: seg.get(stored) for m, stored in SEG_METRICS.items()})
-    return row
+        out[m] = [b.get(field) for b in binary]
+    out["positive"] = [b.get("positive") for b in binary]
+    out["absent"] = [absent_classes(t.confusion, t.class_names) for t in summaries]
+    seg = [t.segmentation or {} for t in summaries]
+    out.update({m: [s.get(stored) for s in seg] for m, stored in SEG_METRICS.items()})
+    return out
 
 
 def absent_classes(confusion: Any, names: list[str] | None) -> list[str]:

@@ -17,13 +17,15 @@ into a SQLite store. Reported:
 - ablation differences: each one-at-a-time difference of the study against the grid's
   95 % t-interval of the same difference (paired by seed).
 
-Run: ``python bench/search_efficiency.py [--samples 8] [--grid-only]``; prints JSON.
+Run: ``python bench/search_efficiency.py [--samples 8] [--grid-only] [--study-db URL]``;
+prints JSON.
 Results: bench/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import math
@@ -60,20 +62,36 @@ def _train(point: dict[str, Any], seed: int, cache_dir: str) -> dict[str, Any]:
             "seconds": r.timings.total_s}  # fmt: skip
 
 
+def code_fingerprint() -> str:
+    """What a cached run depends on besides its point and seed: the training and data
+    code (every ``leukmodels`` source file) and torch's version. Runs cached under another
+    fingerprint are trained again (30 runs cached before the synthetic data changed
+    disagreed with fresh ones by up to 0.08 test F1)."""
+    import torch
+
+    root = HERE.parent / "leukmodels"
+    digest = hashlib.sha256(torch.__version__.encode())
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def run_grid(space: Space, workers: int) -> dict[str, dict[str, Any]]:
-    """Every grid point x seed, from the cache where it holds the run."""
+    """Every grid point x seed, from the cache where it holds the run under the current
+    :func:`code_fingerprint`."""
     cache = json.loads(CACHE.read_text()) if CACHE.exists() else {}
+    code = code_fingerprint()
     todo = []
     for point in (space.fill(p) for p in space.grid()):
         for seed in SEEDS:
             key = f"{space.point_key(point)}|{seed}"
-            if key not in cache:
+            if cache.get(key, {}).get("code") != code:
                 todo.append((key, point, seed))
     data_cache = tempfile.mkdtemp(prefix="efficiency-cache-")
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
         futures = {pool.submit(_train, p, s, data_cache): k for k, p, s in todo}
         for future, key in futures.items():
-            cache[key] = future.result()
+            cache[key] = {**future.result(), "code": code}
             CACHE.parent.mkdir(parents=True, exist_ok=True)
             CACHE.write_text(json.dumps(cache, indent=1, sort_keys=True))
     return cache
@@ -82,16 +100,21 @@ def run_grid(space: Space, workers: int) -> dict[str, dict[str, Any]]:
 def run_study(samples: int, db: str) -> tuple[list[Any], float]:
     """One leuksearch study of the space; its trials and wall seconds."""
     from search.runner import RunOptions, run_study
-    from search.store.store import Store
 
     space = load_space(SPACE)
     opts = RunOptions(db=db, study="efficiency", num_samples=samples,
                       storage_path=tempfile.mkdtemp(prefix="efficiency-runs-"))  # fmt: skip
     t0 = time.perf_counter()
     run_study(space, opts)
-    wall = time.perf_counter() - t0
+    return stored_trials(db), time.perf_counter() - t0
+
+
+def stored_trials(db: str) -> list[Any]:
+    """The trials of the study ``efficiency`` stored at ``db``."""
+    from search.store.store import Store
+
     with Store.open(db) as store:
-        return store.trials(store.study("efficiency").id), wall
+        return store.trials(store.require_study("efficiency").id)
 
 
 def _grid_means(space: Space, grid: dict[str, dict]) -> dict[str, list[float]]:
@@ -191,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="grid processes")
     parser.add_argument("--grid-only", action="store_true")
     parser.add_argument("--db", default=None, help="store URL (default: a temporary SQLite)")
+    parser.add_argument("--study-db", default=None,
+                        help="compare the study already stored there instead of running one")  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     space = load_space(SPACE)
@@ -201,8 +226,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.grid_only:
         print(json.dumps(out))
         return 0
-    db = args.db or f"sqlite:///{tempfile.mkdtemp(prefix='efficiency-db-')}/study.db"
-    trials, wall = run_study(args.samples, db)
+    if args.study_db:
+        trials, wall = stored_trials(args.study_db), math.nan
+    else:
+        db = args.db or f"sqlite:///{tempfile.mkdtemp(prefix='efficiency-db-')}/study.db"
+        trials, wall = run_study(args.samples, db)
     out.update(study_wall_s=round(wall, 1), **compare(space, grid, trials))
     out["load_after"] = os.getloadavg()
     print(json.dumps(out, indent=1))

@@ -76,17 +76,25 @@ def code_fingerprint() -> str:
     return digest.hexdigest()[:12]
 
 
-def run_grid(space: Space, workers: int) -> dict[str, dict[str, Any]]:
-    """Every grid point x seed, from the cache where it holds the run under the current
-    :func:`code_fingerprint`."""
-    cache = json.loads(CACHE.read_text()) if CACHE.exists() else {}
-    code = code_fingerprint()
+def missing_runs(
+    space: Space, cache: dict[str, dict[str, Any]], code: str
+) -> list[tuple[str, dict[str, Any], int]]:
+    """(cache key, point, seed) of every grid run the cache lacks under ``code``."""
     todo = []
     for point in (space.fill(p) for p in space.grid()):
         for seed in SEEDS:
             key = f"{space.point_key(point)}|{seed}"
             if cache.get(key, {}).get("code") != code:
                 todo.append((key, point, seed))
+    return todo
+
+
+def run_grid(space: Space, workers: int) -> dict[str, dict[str, Any]]:
+    """Every grid point x seed, from the cache where it holds the run under the current
+    :func:`code_fingerprint`."""
+    cache = json.loads(CACHE.read_text()) if CACHE.exists() else {}
+    code = code_fingerprint()
+    todo = missing_runs(space, cache, code)
     data_cache = tempfile.mkdtemp(prefix="efficiency-cache-")
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
         futures = {pool.submit(_train, p, s, data_cache): k for k, p, s in todo}

@@ -108,3 +108,17 @@ def test_compare_without_ablation_trials_or_picks():
     assert out["ablation"] == [] and out["inside_intervals"] == 0
     assert out["study_pick"] is None and out["study_pick_grid_rank"] is None
     assert not out["winner_recovered"]
+
+
+def test_grid_runs_cached_under_other_code_are_trained_again():
+    mod = bench()
+    space = mod.load_space(mod.SPACE)
+    cache = {k: {**run, "code": "now"} for k, run in fake_grid(mod, space).items()}
+    assert mod.missing_runs(space, cache, "now") == []
+    stale = sorted(cache)[:3]
+    for key in stale:
+        cache[key]["code"] = "before"
+    del cache[stale[0]]["code"]  # cached before runs carried a fingerprint
+    assert sorted(k for k, _, _ in mod.missing_runs(space, cache, "now")) == stale
+    assert len(mod.missing_runs(space, {}, "now")) == 72
+    assert len(mod.code_fingerprint()) == 12

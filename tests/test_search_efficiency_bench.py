@@ -122,3 +122,19 @@ def test_grid_runs_cached_under_other_code_are_trained_again():
     assert sorted(k for k, _, _ in mod.missing_runs(space, cache, "now")) == stale
     assert len(mod.missing_runs(space, {}, "now")) == 72
     assert len(mod.code_fingerprint()) == 12
+
+
+def test_configurations_that_tie_in_the_grid_share_its_rank():
+    """gap and gmp pool a 1x1 map alike at 32 px: a pick tied with the winner recovers it."""
+    mod = bench()
+    space = mod.load_space(mod.SPACE)
+    grid = fake_grid(mod, space)
+    for key in list(grid):  # make pooling a no-op, as it is on the real grid
+        point, seed = key.rsplit("|", 1)
+        twin = point.replace('"pooling":"gmp"', '"pooling":"gap"')
+        grid[key] = dict(grid[f"{twin}|{seed}"])
+    best_gmp = {"attention": "cbam", "pooling": "gmp", "optimizer": "adam", "lr": 0.003}
+    se = {"attention": "se", "pooling": "gmp", "optimizer": "adam", "lr": 0.003}
+    for pick, rank in ((best_gmp, 1), (se, 5)):  # behind cbam x gap/gmp x both lr
+        out = mod.compare(space, grid, [trial(1, pick, "explore", value=0.9)])
+        assert out["study_pick_grid_rank"] == rank and out["winner_recovered"] == (rank == 1)

@@ -3,8 +3,10 @@
 The space (``bench/efficiency_space.yaml``): attention (none, se, cbam) x pooling (gap,
 gmp) x optimiser (adam, sgd) x lr (0.003, 0.03) = 24 configurations of a resnet18 on
 32 px synthetic smears, 5 epochs. The **grid** trains every configuration with 3 seeds to
-full fidelity (``leukmodels.train.run_trial``, two processes; cached per run in
-``bench/results/efficiency_grid.json``, so a rerun only trains what is missing). The
+full fidelity (``leukmodels.train.run_trial``, ``--workers`` processes; cached per run in
+``bench/results/efficiency_grid.json`` with a fingerprint of the code, so a rerun only
+trains what is missing or was trained by other code; gap and gmp pool resnet18's 1x1 map
+at 32 px alike, so pairs of configurations tie). The
 **study** is ``leuksearch run`` of the same space (its ablation set, then TPE with ASHA)
 into a SQLite store. Reported:
 

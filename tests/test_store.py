@@ -15,13 +15,13 @@ import pytest
 import setuptools
 from factories import trial_result
 from pydantic import ValidationError
-from sqlalchemy import UniqueConstraint, inspect, text
+from sqlalchemy import UniqueConstraint, func, inspect, select, text
 from sqlalchemy.engine import Connection, make_url
 
 from leukmodels.errors import UserError
 from leukmodels.results import EpochRow, Predictions
 from search.cli import main as cli_main
-from search.store import Store, mask_url, optuna_url, ranking, resolve_url, schema
+from search.store import Store, mask_url, optuna_url, queries, ranking, resolve_url, schema
 from search.store.engine import create_store_engine
 from search.store.migrations import (
     LATEST_VERSION,
@@ -655,6 +655,27 @@ def test_trial_summaries_read_predictions_only_for_the_asked_kinds(store: Store)
         assert {s.trial_id: s.predictions for s in every}[kind_id] == got[kind_id]
     assert {s.trial_id: s.predictions for s in every}[ids["explore"]] == got[ids["grid"]]
     assert {"y_true", "y_pred"} <= set(got[ids["grid"]])  # as stored: packed
+
+
+def test_streamed_rows_are_the_rows_and_leaving_early_keeps_the_connection(store: Store):
+    """PostgreSQL streams the rows in chunks; a stream left early (psycopg cancels its
+    query) leaves the connection usable."""
+    study_id = make_study(store)
+    for k in range(7):
+        store.upsert_trial(study_id, f"t{k}", TrialUpdate(params={"k": k}))
+    t = schema.trials
+    stmt = select(t.c.id, t.c.params).where(t.c.study_id == study_id).order_by(t.c.id)
+    with store.engine.connect() as conn:
+        expected = [tuple(row) for row in conn.execute(stmt)]
+        assert [tuple(r) for r in queries.streamed_rows(conn, stmt, size=3)] == expected
+        for n, _ in enumerate(queries.streamed_rows(conn, stmt, size=2)):
+            if n == 2:
+                break
+        rows = queries.streamed_rows(conn, stmt, size=2)
+        next(rows)
+        rows.close()
+        assert conn.execute(select(func.count()).select_from(t)).scalar() == 7
+    assert len(expected) == 7 and expected[0][1] == {"k": 0}
 
 
 def test_best_of_an_unknown_study_lists_the_known_ones(store: Store):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -116,8 +116,34 @@ def trial_summaries(
     parse_data = functools.lru_cache(maxsize=256)(_loads)
     metric_names = (*schema.RESULT_METRIC_COLUMNS, *metric_keys)
     with gc_paused():
-        rows = conn.execute(stmt).all()
-        return [_summary(row, param_fields, metric_names, parse_data) for row in rows]
+        return [
+            _summary(row, param_fields, metric_names, parse_data)
+            for row in streamed_rows(conn, stmt)
+        ]
+
+
+def streamed_rows(conn: Connection, stmt: Select, size: int = 2000) -> Iterator[Sequence[Any]]:
+    """The rows of ``stmt``; on PostgreSQL with psycopg streamed in chunks of ``size`` as
+    the server sends them, so the client works on the first rows while the server still
+    produces the rest (bench/README.md, store_scale). Elsewhere SQLAlchemy's rows.
+
+    Left early, psycopg cancels the query, which aborts the connection's transaction:
+    it is rolled back then, so use a connection that holds nothing else.
+    """
+    if conn.dialect.name != "postgresql" or conn.dialect.driver != "psycopg":
+        yield from conn.execute(stmt)
+        return
+    # our own statement, values rendered by SQLAlchemy (ints and fixed names)
+    sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    dbapi = conn.connection.dbapi_connection
+    done = False
+    try:
+        with dbapi.cursor() as cursor:
+            yield from cursor.stream(sql, size=size)
+        done = True
+    finally:
+        if not done:
+            dbapi.rollback()
 
 
 def _summary(

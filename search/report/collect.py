@@ -80,11 +80,13 @@ def load_study(store: Store, name: str) -> StudyData:
     """The study ``name`` (UserError listing the known ones if absent), its space and trials."""
     study = store.require_study(name)
     space = load_space(study.space_path or "space.yaml", study.profile, text=study.space_yaml)
-    summaries = store.trial_summaries(
-        study.id, ("epochs", *ARCH_FIELDS), _JSON_METRICS, predictions_for=CELL_KINDS
-    )
-    with gc_paused():  # 100,000 rows of small objects: see gc_paused
+    with gc_paused():  # 100,000 rows of small objects: see gc_paused (one pause, so
+        # one collection after it, not one per step)
+        summaries = store.trial_summaries(
+            study.id, ("epochs", *ARCH_FIELDS), _JSON_METRICS, predictions_for=CELL_KINDS
+        )
         frame = _frame(space, summaries).infer_objects()
+        del summaries
     for m in _PERCENT_COLUMNS:  # stored as fractions; one vectorised pass per column
         frame[m] = _percent(frame[m])
     frame["full"] = frame["full"].astype(bool)  # a boolean mask even with no trials

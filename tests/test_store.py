@@ -15,13 +15,13 @@ import pytest
 import setuptools
 from factories import trial_result
 from pydantic import ValidationError
-from sqlalchemy import UniqueConstraint, inspect, text
+from sqlalchemy import UniqueConstraint, func, inspect, select, text
 from sqlalchemy.engine import Connection, make_url
 
 from leukmodels.errors import UserError
-from leukmodels.results import EpochRow
+from leukmodels.results import EpochRow, Predictions
 from search.cli import main as cli_main
-from search.store import Store, mask_url, optuna_url, ranking, resolve_url, schema
+from search.store import Store, mask_url, optuna_url, queries, ranking, resolve_url, schema
 from search.store.engine import create_store_engine
 from search.store.migrations import (
     LATEST_VERSION,
@@ -632,6 +632,50 @@ def test_trial_summaries_match_the_full_records(store: Store):
         assert (s.params_count, s.flops, s.latency_ms, s.size_mb) == (
             res.params_count, res.flops, res.latency_ms, res.profile.size_mb)  # fmt: skip
     assert summaries[0].noise["0.1"].f1 == 0.6 and not summaries[1].noise
+
+
+def test_trial_summaries_read_predictions_only_for_the_asked_kinds(store: Store):
+    """Per-image predictions come only with completed full-fidelity trials of the kinds
+    asked for (the report's cells); others get None (the database never sends them)."""
+    study_id = make_study(store)
+    result = trial_result(metric_dict(0.8))
+    result.predictions = Predictions(y_true=[0, 1, 1], y_pred=[0, 1, 0], test_set="s1")
+    ids = {}
+    for kind in ("ablation", "explore", "grid"):
+        ids[kind] = store.upsert_trial(study_id, kind, TrialUpdate(params={}, kind=kind))
+        store.record_result(ids[kind], result)
+    pruned = store.upsert_trial(study_id, "cut", TrialUpdate(params={}, kind="ablation"))
+    store.finish_trial(pruned, "pruned", fidelity="partial")
+    asked = store.trial_summaries(study_id, (), predictions_for=("ablation", "grid"))
+    every = store.trial_summaries(study_id, ())
+    got = {s.trial_id: s.predictions for s in asked}
+    assert got[ids["explore"]] is None and got[pruned] is None
+    for kind in ("ablation", "grid"):
+        assert Predictions.model_validate(got[kind_id := ids[kind]]).y_pred == [0, 1, 0]
+        assert {s.trial_id: s.predictions for s in every}[kind_id] == got[kind_id]
+    assert {s.trial_id: s.predictions for s in every}[ids["explore"]] == got[ids["grid"]]
+    assert {"y_true", "y_pred"} <= set(got[ids["grid"]])  # as stored: packed
+
+
+def test_streamed_rows_are_the_rows_and_leaving_early_keeps_the_connection(store: Store):
+    """PostgreSQL streams the rows in chunks; a stream left early (psycopg cancels its
+    query) leaves the connection usable."""
+    study_id = make_study(store)
+    for k in range(7):
+        store.upsert_trial(study_id, f"t{k}", TrialUpdate(params={"k": k}))
+    t = schema.trials
+    stmt = select(t.c.id, t.c.params).where(t.c.study_id == study_id).order_by(t.c.id)
+    with store.engine.connect() as conn:
+        expected = [tuple(row) for row in conn.execute(stmt)]
+        assert [tuple(r) for r in queries.streamed_rows(conn, stmt, size=3)] == expected
+        for n, _ in enumerate(queries.streamed_rows(conn, stmt, size=2)):
+            if n == 2:
+                break
+        rows = queries.streamed_rows(conn, stmt, size=2)
+        next(rows)
+        rows.close()
+        assert conn.execute(select(func.count()).select_from(t)).scalar() == 7
+    assert len(expected) == 7 and expected[0][1] == {"k": 0}
 
 
 def test_best_of_an_unknown_study_lists_the_known_ones(store: Store):

@@ -32,6 +32,7 @@ from leukmodels.sites import ARCH_FIELDS
 from search.report.image_stats import TestPredictions
 from search.space import Space, load_space
 from search.store.records import StudyInfo, TrialSummary
+from search.store.rows import gc_paused
 from search.store.schema import FULL_FIDELITY_KINDS, RESULT_METRIC_COLUMNS, SEARCH_KINDS
 from search.store.store import Store
 
@@ -79,9 +80,15 @@ def load_study(store: Store, name: str) -> StudyData:
     """The study ``name`` (UserError listing the known ones if absent), its space and trials."""
     study = store.require_study(name)
     space = load_space(study.space_path or "space.yaml", study.profile, text=study.space_yaml)
-    summaries = store.trial_summaries(study.id, ("epochs", *ARCH_FIELDS), _JSON_METRICS)
-    rows = [_trial_row(space, t) for t in summaries]
-    frame = pd.DataFrame(rows, columns=_COLUMNS)
+    with gc_paused():  # 100,000 rows of small objects: see gc_paused (one pause, so
+        # one collection after it, not one per step)
+        summaries = store.trial_summaries(
+            study.id, ("epochs", *ARCH_FIELDS), _JSON_METRICS, predictions_for=CELL_KINDS
+        )
+        frame = _frame(space, summaries).infer_objects()
+        del summaries
+    for m in _PERCENT_COLUMNS:  # stored as fractions; one vectorised pass per column
+        frame[m] = _percent(frame[m])
     frame["full"] = frame["full"].astype(bool)  # a boolean mask even with no trials
     frame["cell"] = frame["full"] & frame["kind"].isin(CELL_KINDS)
     values = validation_values(store, name)
@@ -132,48 +139,67 @@ _COLUMNS = [
 ]
 
 
-def _pct(value: Any) -> float:
-    """A fraction as percent points; NaN when missing."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        return 100.0 * float(value)
-    return math.nan
+_PERCENT_COLUMNS = (*METRICS, *EXTRA_METRICS, *BINARY_METRICS, *SEG_METRICS)
+"""Columns the rows hold as stored fractions and the frame in percent points."""
 
 
-def _trial_row(space: Space, t: TrialSummary) -> dict[str, Any]:
-    split = (t.data or {}).get("split") or {}
-    tparams = t.trial_params
-    fold = split.get("fold") if split.get("kind") == "kfold" else None
-    point = dict(t.params or {})
-    row: dict[str, Any] = {
-        "trial_id": t.trial_id,
-        "optuna_number": t.optuna_number,
-        "kind": t.kind,
-        "status": t.status,
-        "fidelity": t.fidelity,
-        "epochs_done": t.epochs_done,
-        "epochs_planned": tparams.get("epochs"),
-        "seed": t.seed,
-        "repeat": t.repeat,
-        "fold": fold,
-        "pair": f"seed={t.seed},fold={fold}",
-        "point": point,
-        "key": point_key(space, point),
-        "arch": orjson.dumps(
-            {f: tparams.get(f) for f in ARCH_FIELDS}, option=orjson.OPT_SORT_KEYS
-        ).decode(),
-        "full": t.status == "completed"
-        and t.fidelity == "full"
-        and t.kind in STAT_KINDS
-        and t.has_result,
-        "data": t.data,
-    }
-    row.update(_result_columns(t))
+def _percent(column: pd.Series) -> pd.Series:
+    """A column of fractions in percent points: finite numbers (not booleans) times 100,
+    anything else (None, NaN, infinities, text, booleans) NaN."""
+    if column.dtype == object:
+        numeric = column.map(_is_number, na_action="ignore").fillna(False).astype(bool)
+        column = column.where(numeric)
+    values = pd.to_numeric(column, errors="coerce").astype(float)
+    if column.dtype == bool:
+        values[:] = math.nan
+    return (100.0 * values).where(np.isfinite(values))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _frame(space: Space, summaries: list[TrialSummary]) -> pd.DataFrame:
+    """The trials as a frame, built column by column (at 100,000 trials a dict per row
+    cost seconds more: bench/store_scale.py); metrics still fractions."""
+    columns = {**_trial_columns(space, summaries), **_result_columns(summaries)}
+    columns["full"] = full = [
+        t.status == "completed" and t.fidelity == "full" and t.kind in STAT_KINDS and t.has_result
+        for t in summaries
+    ]
     # only a cell's runs give per-image intervals: decoding every trial's would cost
     # seconds at 100,000 trials (bench/store_scale.py)
-    in_cell = row["full"] and t.kind in CELL_KINDS
-    row[PREDICTIONS] = run_predictions(t.trial_id, t.predictions, t.data) if in_cell else None
-    row["split"] = t.split
-    return row
+    columns[PREDICTIONS] = [
+        run_predictions(t.trial_id, t.predictions, t.data) if f and t.kind in CELL_KINDS else None
+        for t, f in zip(summaries, full, strict=True)
+    ]
+    columns["cell"] = columns["val"] = [None] * len(summaries)  # set by load_study
+    return pd.DataFrame({c: pd.Series(columns[c], dtype=object) for c in _COLUMNS})
+
+
+def _trial_columns(space: Space, summaries: list[TrialSummary]) -> dict[str, list[Any]]:
+    """The trial's own columns: ids, status, seed and fold, point and architecture."""
+    out = {c: [getattr(t, c) for t in summaries] for c in _TRIAL_ATTRS}
+    splits = [(t.data or {}).get("split") or {} for t in summaries]
+    out["fold"] = [s.get("fold") if s.get("kind") == "kfold" else None for s in splits]
+    out["pair"] = [
+        f"seed={seed},fold={fold}" for seed, fold in zip(out["seed"], out["fold"], strict=True)
+    ]
+    out["epochs_planned"] = [t.trial_params.get("epochs") for t in summaries]
+    out["point"] = [dict(t.params or {}) for t in summaries]
+    out["key"] = [point_key(space, p) for p in out["point"]]
+    out["arch"] = [_arch(t.trial_params) for t in summaries]
+    return out
+
+
+_TRIAL_ATTRS = ("trial_id", "optuna_number", "kind", "status", "fidelity", "epochs_done",
+                "seed", "repeat", "data", "split")  # fmt: skip
+
+
+def _arch(trial_params: dict[str, Any]) -> str:
+    """The layer-changing fields as sorted JSON (the tables group runs by it)."""
+    fields = {f: trial_params.get(f) for f in ARCH_FIELDS}
+    return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS).decode()
 
 
 def run_predictions(trial_id: int, raw: Any, data: Any) -> TestPredictions | None:
@@ -194,32 +220,24 @@ def run_predictions(trial_id: int, raw: Any, data: Any) -> TestPredictions | Non
         return None
 
 
-def _result_columns(t: TrialSummary) -> dict[str, Any]:
-    """Cost, confusion, noise and the test metrics (percent) of a trial's result."""
-    if not t.has_result:
-        empty = ("params_count", "flops", "latency_ms", "size_mb", "confusion", "class_names")
-        return {**dict.fromkeys(empty), "noise": None, "positive": None, "absent": []} | {
-            m: math.nan for m in (*METRICS, *EXTRA_METRICS, *BINARY_METRICS, *SEG_METRICS)
-        }
-    row: dict[str, Any] = {
-        "params_count": t.params_count,
-        "flops": t.flops,
-        "latency_ms": t.latency_ms,
-        "size_mb": t.size_mb,
-        "confusion": t.confusion,
-        "class_names": t.class_names,
-        "noise": t.noise or None,
+def _result_columns(summaries: list[TrialSummary]) -> dict[str, list[Any]]:
+    """Cost, confusion, noise and the test metrics (fractions) of each trial's result;
+    None (NaN once in percent) for a trial without one, whose result columns are NULL."""
+    out: dict[str, list[Any]] = {
+        c: [getattr(t, c) for t in summaries]
+        for c in ("params_count", "flops", "latency_ms", "size_mb", "confusion", "class_names")
     }
+    out["noise"] = [t.noise or None for t in summaries]
     for m in (*METRICS, *EXTRA_METRICS):
-        row[m] = _pct(t.metrics.get(m))
-    binary = t.binary
+        out[m] = [t.metrics.get(m) for t in summaries]
+    binary = [t.binary or {} for t in summaries]  # as stored: a BinaryMetrics as JSON
     for m, field in BINARY_METRICS.items():
-        row[m] = _pct(getattr(binary, field)) if binary is not None else math.nan
-    row["positive"] = binary.positive if binary is not None else None
-    row["absent"] = absent_classes(t.confusion, t.class_names)
-    seg = t.segmentation or {}
-    row.update({m: _pct(seg.get(stored)) for m, stored in SEG_METRICS.items()})
-    return row
+        out[m] = [b.get(field) for b in binary]
+    out["positive"] = [b.get("positive") for b in binary]
+    out["absent"] = [absent_classes(t.confusion, t.class_names) for t in summaries]
+    seg = [t.segmentation or {} for t in summaries]
+    out.update({m: [s.get(stored) for s in seg] for m, stored in SEG_METRICS.items()})
+    return out
 
 
 def absent_classes(confusion: Any, names: list[str] | None) -> list[str]:

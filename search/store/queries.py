@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import func, select
+from sqlalchemy import Select, and_, case, func, null, select
 from sqlalchemy.engine import Connection
 
 from leukmodels.errors import UserError
-from leukmodels.results import BinaryMetrics, EvalMetrics
+from leukmodels.results import EvalMetrics
 from search.store import schema
 from search.store.records import EpochRecord, TrialRecord, TrialSummary
-from search.store.rows import row_dict
+from search.store.rows import gc_paused, row_dict
 
 
 def check_status(status: str, allowed: Iterable[str], what: str) -> str:
@@ -90,60 +90,108 @@ def trial_rows(
     ]
 
 
+_SUMMARY_BASE = ("optuna_number", "kind", "status", "fidelity", "epochs_done", "seed", "repeat")
+_SUMMARY_JSON = ("params", "confusion", "noise", "params_count", "flops", "latency_ms",
+                 "size_mb", "class_names", "binary", "predictions", "split", "segmentation")  # fmt: skip
+
+
 def trial_summaries(
     conn: Connection,
     study_id: int,
     param_fields: Sequence[str],
     metric_keys: Sequence[str] = (),
+    predictions_for: Sequence[str] | None = None,
 ) -> list[TrialSummary]:
     """A study's trials, oldest first, as a report reads them: one query, JSON fields
     picked out by the database (``param_fields`` of the config's params, ``metric_keys``
     of the result's metrics JSON besides its metric columns).
 
-    The config's data and params come as JSON text, parsed with orjson (data once per
-    distinct text: a study's trials share a few); 100,000 trials read in seconds.
+    Per-image predictions are read only for completed full-fidelity trials of the kinds
+    ``predictions_for`` (None: every trial); the others get None without the database
+    sending them. The config's data and params come as JSON text, parsed with orjson
+    (data once per distinct text: a study's trials share a few); rows become plain
+    dataclasses. 100,000 trials read in seconds (bench/store_scale.py).
     """
+    stmt = _summary_query(study_id, metric_keys, predictions_for)
+    parse_data = functools.lru_cache(maxsize=256)(_loads)
+    metric_names = (*schema.RESULT_METRIC_COLUMNS, *metric_keys)
+    with gc_paused():
+        return [
+            _summary(row, param_fields, metric_names, parse_data)
+            for row in streamed_rows(conn, stmt)
+        ]
+
+
+def streamed_rows(conn: Connection, stmt: Select, size: int = 2000) -> Iterator[Sequence[Any]]:
+    """The rows of ``stmt``; on PostgreSQL with psycopg streamed in chunks of ``size`` as
+    the server sends them, so the client works on the first rows while the server still
+    produces the rest (bench/README.md, store_scale). Elsewhere SQLAlchemy's rows.
+
+    Left early, psycopg cancels the query, which aborts the connection's transaction:
+    it is rolled back then, so use a connection that holds nothing else.
+    """
+    if conn.dialect.name != "postgresql" or conn.dialect.driver != "psycopg":
+        yield from conn.execute(stmt)
+        return
+    # our own statement, values rendered by SQLAlchemy (ints and fixed names)
+    sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    dbapi = conn.connection.dbapi_connection
+    done = False
+    try:
+        with dbapi.cursor() as cursor:
+            yield from cursor.stream(sql, size=size)
+        done = True
+    finally:
+        if not done:
+            dbapi.rollback()
+
+
+def _summary(
+    row: Any, param_fields: Sequence[str], metric_names: Sequence[str], parse_data: Any
+) -> TrialSummary:
+    """One row of :func:`_summary_query` as a :class:`TrialSummary`."""
+    n_base, n_json = len(_SUMMARY_BASE), len(_SUMMARY_JSON)
+    fields = dict(zip(_SUMMARY_JSON, row[1 + n_base : 1 + n_base + n_json], strict=True))
+    data, trial_params, result_id, *metrics = row[1 + n_base + n_json :]
+    trial_params = _loads(trial_params) or {}
+    if fields["noise"]:
+        fields["noise"] = {k: EvalMetrics.model_validate(v) for k, v in fields["noise"].items()}
+    return TrialSummary(
+        trial_id=row[0],
+        **dict(zip(_SUMMARY_BASE, row[1 : 1 + n_base], strict=True)),
+        **fields,
+        data=parse_data(data),
+        trial_params={f: trial_params.get(f) for f in param_fields},
+        has_result=result_id is not None,
+        metrics=dict(zip(metric_names, metrics, strict=True)),
+    )
+
+
+def _summary_query(
+    study_id: int, metric_keys: Sequence[str], predictions_for: Sequence[str] | None
+) -> Select:
+    """:func:`trial_summaries`' query: columns in the order it unpacks them."""
     t, r = schema.trials, schema.results
-    base = ("optuna_number", "kind", "status", "fidelity", "epochs_done", "seed", "repeat")
+    predictions = r.c.extra["predictions"]
+    if predictions_for is not None:
+        wanted = and_(t.c.status == "completed", t.c.fidelity == "full",
+                      t.c.kind.in_(list(predictions_for)))  # fmt: skip
+        predictions = case((wanted, predictions), else_=null())
     names = func.coalesce(r.c.metrics["class_names"], r.c.extra["class_names"])
-    cols = [t.c.id.label("trial_id"), *(t.c[c] for c in base), t.c.params,
-            t.c.config["data"].as_string().label("data"),
-            t.c.config["params"].as_string().label("trial_params"),
-            r.c.trial_id.label("result_id"), *(r.c[c] for c in schema.RESULT_METRIC_COLUMNS),
-            r.c.confusion, r.c.noise, r.c.params_count, r.c.flops, r.c.latency_ms,
-            r.c.profile["size_mb"].as_float().label("size_mb"),
-            names.label("class_names"), r.c.metrics["binary"].label("binary"),
-            r.c.extra["predictions"].label("predictions"), r.c.extra["split"].label("split"),
-            r.c.extra["segmentation"].label("segmentation"),
-            *(r.c.metrics[k].as_float().label(f"m_{i}") for i, k in enumerate(metric_keys))]  # fmt: skip
-    stmt = (
+    json_cols = [t.c.params, r.c.confusion, r.c.noise, r.c.params_count, r.c.flops,
+                 r.c.latency_ms, r.c.profile["size_mb"].as_float(), names,
+                 r.c.metrics["binary"], predictions, r.c.extra["split"],
+                 r.c.extra["segmentation"]]  # fmt: skip
+    cols = [t.c.id, *(t.c[c] for c in _SUMMARY_BASE), *json_cols,
+            t.c.config["data"].as_string(), t.c.config["params"].as_string(), r.c.trial_id,
+            *(r.c[c] for c in schema.RESULT_METRIC_COLUMNS),
+            *(r.c.metrics[k].as_float() for k in metric_keys)]  # fmt: skip
+    return (
         select(*cols)
         .select_from(t.outerjoin(r, r.c.trial_id == t.c.id))
         .where(t.c.study_id == study_id)
         .order_by(t.c.id)
     )
-    parse_data = functools.lru_cache(maxsize=256)(_loads)
-    out = []
-    for m in conn.execute(stmt).mappings().all():
-        metrics = {c: m[c] for c in schema.RESULT_METRIC_COLUMNS}
-        metrics.update({k: m[f"m_{i}"] for i, k in enumerate(metric_keys)})
-        item = {k: m[k] for k in ("trial_id", *base, "params", "confusion", "noise",
-                                   "params_count", "flops", "latency_ms", "size_mb",
-                                   "class_names", "binary", "predictions", "split",
-                                   "segmentation")}  # fmt: skip
-        trial_params = _loads(m["trial_params"]) or {}
-        item.update(
-            has_result=m["result_id"] is not None,
-            metrics=metrics,
-            data=parse_data(m["data"]),
-            trial_params={f: trial_params.get(f) for f in param_fields},
-        )
-        if item["noise"]:
-            item["noise"] = {k: EvalMetrics.model_validate(v) for k, v in item["noise"].items()}
-        if item["binary"]:
-            item["binary"] = BinaryMetrics.model_validate(item["binary"])
-        out.append(TrialSummary.model_construct(**item))  # rows we wrote: no re-validation
-    return out
 
 
 def _loads(text: str | None) -> Any:

@@ -10,11 +10,12 @@ UTC. Read records ignore columns they do not know (a later migration may add som
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from leukmodels.results import BinaryMetrics, EvalMetrics, Profile, TestMetrics, Timings
+from leukmodels.results import EvalMetrics, Profile, TestMetrics, Timings
 
 
 class StudyRecord(BaseModel):
@@ -166,11 +167,14 @@ class TrialRecord(BaseModel):
     epochs: list[EpochRecord] | None = None
 
 
-class TrialSummary(BaseModel):
+@dataclass(slots=True, kw_only=True)
+class TrialSummary:
     """A trial as a report reads it (``Store.trial_summaries``): its row without the
-    full config and result, the columns the tables need picked out of the JSON."""
+    full config and result, the columns the tables need picked out of the JSON.
 
-    model_config = ConfigDict(extra="ignore")
+    A plain dataclass, not a pydantic model: it is built from rows the store wrote, and
+    at 100,000 trials pydantic's construction alone cost seconds (bench/store_scale.py).
+    """
 
     trial_id: int
     optuna_number: int | None = None
@@ -191,10 +195,12 @@ class TrialSummary(BaseModel):
     class_names: list[str] | None = None
     confusion: list[list[int]] | None = None
     noise: dict[str, EvalMetrics] | None = None
-    binary: BinaryMetrics | None = None
-    """The test metrics' positive-class block (two-class tasks)."""
+    binary: dict[str, Any] | None = None
+    """The test metrics' positive-class block (two-class tasks) as stored: a
+    :class:`~leukmodels.results.BinaryMetrics` as JSON, not validated again."""
     predictions: dict[str, Any] | None = None
-    """The result's per-image test predictions as stored (``extra.predictions``)."""
+    """The result's per-image test predictions as stored (``extra.predictions``); None
+    also for trials outside the kinds the read asked them for."""
     split: Any = None
     """The result's split facts as stored (``extra.split``)."""
     segmentation: dict[str, Any] | None = None

@@ -421,12 +421,19 @@ class Store:
             return queries.trial_rows(conn, study_id, statuses)
 
     def trial_summaries(
-        self, study_id: int, param_fields: Sequence[str], metric_keys: Sequence[str] = ()
+        self,
+        study_id: int,
+        param_fields: Sequence[str],
+        metric_keys: Sequence[str] = (),
+        predictions_for: Sequence[str] | None = None,
     ) -> list[TrialSummary]:
         """A study's trials, oldest first, as a report reads them (see
-        :func:`search.store.queries.trial_summaries`): fast at 100,000 trials."""
+        :func:`search.store.queries.trial_summaries`; per-image predictions only for
+        completed full-fidelity trials of the kinds ``predictions_for``, None: all)."""
         with self.engine.connect() as conn:
-            return queries.trial_summaries(conn, study_id, param_fields, metric_keys)
+            return queries.trial_summaries(
+                conn, study_id, param_fields, metric_keys, predictions_for
+            )
 
     def trial_ids(self, study_id: int) -> dict[str, int]:
         """A study's trial ids by Tune trial id (one light query, for the driver's callback)."""

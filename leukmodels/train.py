@@ -51,7 +51,7 @@ from leukmodels.optim import (
     build_scheduler,
     l1_penalty,
 )
-from leukmodels.profile import profile
+from leukmodels.profile import profile_once
 from leukmodels.results import (
     DataReport,
     EpochRow,
@@ -408,7 +408,7 @@ def evaluate(run: Run, fitted: Fitted) -> TrialResult:
         run.stopper.best_epoch,
     )
     t_profile = time.perf_counter()
-    complexity = profile(
+    complexity = profile_once(
         p, len(data.class_names), input_size=config.data.image_size, latency_runs=5
     )
     profile_s = time.perf_counter() - t_profile

@@ -21,7 +21,7 @@ from ray import tune
 from leukmodels.errors import UserError
 from search.optuna_space import CHECKPOINT, FOLD, SEED, decode_config
 from search.space import Space
-from search.trial_state import load_start_state, report_with_state
+from search.trial_state import CheckpointPolicy, load_start_state, report_with_state
 
 RESULT_KEY = "result_json"
 """The final report's key for the trial's TrialResult as JSON."""
@@ -83,11 +83,15 @@ def train_trial(config: dict[str, Any], space: Space, overrides: dict[str, Any])
     try:
         tc = trial_config_for(space, config, overrides)
         where = placement()
+        every = space.search.checkpoint
+        policy = CheckpointPolicy(tc.params.epochs, every.every_epochs, every.every_s)
         result = run_trial(
             tc,
             start=load_start_state(config.get(CHECKPOINT)),
             on_state=lambda row, state: report_with_state(
-                {**row.report(), **where}, row.epoch, state
+                {**row.report(), **where},
+                row.epoch,
+                state if policy.due(row.epoch, state["stopped"]) else None,
             ),
         )
     except UserError:

@@ -1,9 +1,11 @@
-"""Trial checkpoints: the training state after every epoch, so a trial cut short goes on
-from its last finished epoch instead of from scratch.
+"""Trial checkpoints: the training state after an epoch, so a trial cut short goes on
+from its last checkpointed epoch instead of from scratch.
 
-Each epoch's report to Tune carries a checkpoint folder holding :data:`STATE_FILE` (see
-:mod:`leukmodels.checkpoint`) and :data:`EPOCH_FILE`. Tune keeps the newest one per trial
-and hands it back when it retries the trial after its worker died; after a crash of the
+The epochs :class:`CheckpointPolicy` picks (``search.checkpoint``: the last epoch, and
+every N epochs or N seconds before it) carry a checkpoint folder in their report to Tune,
+holding :data:`STATE_FILE` (see :mod:`leukmodels.checkpoint`) and :data:`EPOCH_FILE`; the
+other epochs report their metrics only. Tune keeps the newest checkpoint per trial and
+hands it back when it retries the trial after its worker died; after a crash of the
 driver, a resume finds it in the trial's folder (:func:`latest_checkpoint`) and passes
 its path in the rerun's config (``CHECKPOINT``).
 """
@@ -13,7 +15,9 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+import time
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,10 +58,42 @@ def load_start_state(folder: str | None) -> dict[str, Any] | None:
     return None
 
 
-def report_with_state(metrics: dict[str, Any], epoch: int, state: dict[str, Any]) -> None:
-    """``tune.report`` of an epoch's metrics with the training state as its checkpoint."""
+@dataclass
+class CheckpointPolicy:
+    """Which epochs checkpoint: the last one (``epochs``, or an early stop), those
+    ``every_epochs`` divides, and the first one ``every_s`` seconds or more after the
+    policy was made (the trial's start) or after the previous checkpoint."""
+
+    epochs: int
+    every_epochs: int | None = None
+    every_s: float | None = None
+    since: float = field(default=0.0, init=False)
+
+    def __post_init__(self) -> None:
+        self.since = time.monotonic()
+
+    def due(self, epoch: int, stopped: bool = False) -> bool:
+        """Whether ``epoch``'s report carries a checkpoint (the clock restarts when it does)."""
+        now = time.monotonic()
+        due = (
+            stopped
+            or epoch >= self.epochs
+            or (self.every_epochs is not None and epoch % self.every_epochs == 0)
+            or (self.every_s is not None and now - self.since >= self.every_s)
+        )
+        if due:
+            self.since = now
+        return due
+
+
+def report_with_state(metrics: dict[str, Any], epoch: int, state: dict[str, Any] | None) -> None:
+    """``tune.report`` of an epoch's metrics with the training state as its checkpoint
+    (metrics only when ``state`` is None)."""
     import torch
 
+    if state is None:
+        tune.report(metrics)
+        return
     with tempfile.TemporaryDirectory() as folder:
         torch.save(state, Path(folder) / STATE_FILE)
         (Path(folder) / EPOCH_FILE).write_text(json.dumps({"epoch": epoch}))

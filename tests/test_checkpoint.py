@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from leukmodels import checkpoint
 from leukmodels.config import DataSpec, SplitSpec, TrialConfig, TrialParams
 from leukmodels.results import EpochRow
-from leukmodels.train import run_trial
+from leukmodels.train import run_trial, setup
 
 pytestmark = pytest.mark.slow
 
@@ -42,6 +43,10 @@ def test_continue_after_an_epoch_trains_only_the_rest(tmp_path: Path) -> None:
     states: list[tuple[EpochRow, dict]] = []
     full = run_trial(tiny(tmp_path), on_state=lambda row, state: states.append((row, saved(state))))
     assert [row.epoch for row, _ in states] == [1, 2, 3]
+    for _, state in states:  # the best epoch's weights are stored once when they are the model's
+        last_is_best = state["stopper"]["best_epoch"] == state["epochs"][-1]["epoch"]
+        assert state["best_is_model"] is last_is_best
+        assert (state["best_state"] is None) is last_is_best
 
     seen: list[EpochRow] = []
     cont = run_trial(tiny(tmp_path), on_epoch=seen.append, start=states[0][1])
@@ -56,3 +61,14 @@ def test_continue_after_an_epoch_trains_only_the_rest(tmp_path: Path) -> None:
     assert [r.epoch for r in seen] == [2, 3]  # nothing left to train
     assert done.best_epoch == full.best_epoch and done.best_value == full.best_value
     assert done.test.confusion == full.test.confusion  # the same best weights tested
+
+
+def test_a_state_whose_last_epoch_is_best_restores_those_weights_as_best(tmp_path: Path) -> None:
+    states: list[dict] = []
+    run_trial(tiny(tmp_path, epochs=1), on_state=lambda row, state: states.append(saved(state)))
+    assert states[0]["best_is_model"] and states[0]["best_state"] is None
+    run = setup(tiny(tmp_path, epochs=1))
+    _, best, _, _ = checkpoint.restore(run, states[0])
+    model = run.model.state_dict()
+    assert best.keys() == model.keys()
+    assert all(torch.equal(best[k], model[k]) and best[k] is not model[k] for k in best)

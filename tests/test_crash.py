@@ -42,6 +42,7 @@ search:
   max_concurrent: 1
   max_failures: 2
   resources: {cpu: 1}
+  checkpoint: {every_epochs: 1}  # epochs here take a second: the default would wait 60 s
 ablation:
   baseline: {attention: none}
   factors: [attention]

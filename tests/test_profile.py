@@ -7,9 +7,10 @@ from collections.abc import Iterator
 import pytest
 import torch
 
+from leukmodels import profile as profile_module
 from leukmodels.arch import build_model
 from leukmodels.config import TrialParams
-from leukmodels.profile import profile
+from leukmodels.profile import profile, profile_once
 
 KEYS = {
     "params",
@@ -85,3 +86,26 @@ def test_attention_costs_show_in_profile() -> None:
 def test_profile_leaves_no_grad_state() -> None:
     profile(TrialParams(backbone="mobilenetv4_conv_small"), 2, input_size=32, latency_runs=1)
     assert torch.is_grad_enabled()
+
+
+def test_profile_once_measures_each_architecture_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trials that differ only in training (lr, optimiser) share one measurement; another
+    architecture, class count or input size is measured anew; the names stay the trial's."""
+    built: list[TrialParams] = []
+
+    def counting(params: TrialParams, num_classes: int) -> torch.nn.Module:
+        built.append(params)
+        return build_model(params, num_classes)
+
+    monkeypatch.setattr(profile_module, "build_model", counting)
+    monkeypatch.setattr(profile_module, "_MEASURED", {})
+    first = profile_once(TrialParams(lr=1e-3), 4, input_size=32, latency_runs=1)
+    again = profile_once(TrialParams(lr=1e-2, optimizer="sgd"), 4, input_size=32, latency_runs=1)
+    assert len(built) == 1 and again == first
+    assert first == {**profile(TrialParams(), 4, input_size=32, latency_runs=1), "latency_ms":
+                     first["latency_ms"]}  # fmt: skip
+    built.clear()
+    se = profile_once(TrialParams(attention="se"), 4, input_size=32, latency_runs=1)
+    profile_once(TrialParams(), 3, input_size=32, latency_runs=1)
+    profile_once(TrialParams(), 4, input_size=64, latency_runs=1)
+    assert len(built) == 3 and se["label"] != first["label"] and se["params"] > first["params"]

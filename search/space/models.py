@@ -41,6 +41,18 @@ class ResourceSpec(_Strict):
     gpu: float = Field(0.0, ge=0, le=64)
 
 
+class CheckpointSpec(_Strict):
+    """Which epochs' reports carry a checkpoint of the training state (a trial cut short
+    goes on from its newest one). The last epoch always does (a crash in the test phase
+    does not train again); before it, an epoch does when ``every_epochs`` divides it or
+    ``every_s`` seconds have passed since the trial's start or its previous checkpoint."""
+
+    every_epochs: int | None = Field(None, ge=1, le=MAX_EPOCHS)
+    every_s: float | None = Field(
+        60.0, ge=0, description="seconds of training at most lost when a trial is cut"
+    )
+
+
 class SearchSpec(_Strict):
     """How the search runs."""
 
@@ -62,6 +74,7 @@ class SearchSpec(_Strict):
         1, ge=0, le=100, description="retries of a failed trial (Ray FailureConfig)"
     )
     time_budget_s: float | None = Field(None, gt=0)
+    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
 
     @model_validator(mode="after")
     def _metric(self) -> SearchSpec:

@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -274,8 +275,7 @@ def run_study(space: Space, opts: RunOptions) -> dict[str, Any]:
         raise UserError(
             f"{space.path}: nothing to run: no ablation section and search.num_samples is 0"
         )
-    check_data(space, overrides)
-    _start_ray(space, store, opts)
+    _start_ray(space, store, opts, overrides)  # checks the data meanwhile
     record = _study_record(space, opts, name, total)
     study_id = store.ensure_study(record)
     logger.info(
@@ -297,14 +297,71 @@ def run_study(space: Space, opts: RunOptions) -> dict[str, Any]:
     return _finish(store, name, space)
 
 
-def _start_ray(space: Space, store: Store, opts: RunOptions) -> None:
-    """Start or join Ray and check the cluster can run the space's trials."""
-    with stdout_to_stderr():
-        url = start_ray(opts.address, opts.dashboard)
+def _start_ray(
+    space: Space, store: Store, opts: RunOptions, overrides: dict[str, Any] | None = None
+) -> None:
+    """Start or join Ray and check the cluster can run the space's trials.
+
+    With ``overrides``, :func:`check_data` runs in a thread meanwhile (Ray's start is
+    mostly waiting on its own processes; the check is mostly importing torch): bad data
+    is still the error reported, Ray is shut down again and its log lines are dropped.
+    """
+    if overrides is None:
+        with stdout_to_stderr():
+            url = start_ray(opts.address, opts.dashboard)
+    else:
+        with ThreadPoolExecutor(1, thread_name_prefix="check-data") as pool:
+            checked = pool.submit(check_data, space, overrides)
+            url = _start_ray_while(checked, opts)
     res = space.search.resources
     check_cluster(res.cpu, res.gpu, store.url, autoscale=opts.autoscale)
     if url:
         logger.info("Ray dashboard: %s%s", url, _token_hint())
+
+
+def _start_ray_while(checked: Future[None], opts: RunOptions) -> str | None:
+    """:func:`start_ray` while ``checked`` (the data check) runs; its error comes first."""
+    import ray
+
+    ours = not ray.is_initialized()  # shut down again only a Ray this call starts
+    with _held_logs(logging.getLogger("ray")) as held:
+        try:
+            with stdout_to_stderr():
+                url = start_ray(opts.address, opts.dashboard)
+        except BaseException:
+            checked.result()  # bad data is the error to report, as before
+            raise
+        try:
+            checked.result()
+        except BaseException:
+            held.clear()
+            if ours:
+                ray.shutdown()
+            raise
+    return url
+
+
+@contextlib.contextmanager
+def _held_logs(log: logging.Logger) -> Iterator[list[Any]]:
+    """Hold what ``log``'s handlers would write until the block ends, then write it; the
+    block may empty the list it gets (of (handler, record)) to drop it instead."""
+    held: list[tuple[logging.Handler, logging.LogRecord]] = []
+    filters = []
+    for handler in log.handlers:
+
+        def hold(record: logging.LogRecord, handler: logging.Handler = handler) -> bool:
+            held.append((handler, record))
+            return False
+
+        handler.addFilter(hold)
+        filters.append((handler, hold))
+    try:
+        yield held
+    finally:
+        for handler, hold in filters:
+            handler.removeFilter(hold)
+        for handler, record in held:
+            handler.handle(record)
 
 
 def resume_study(name: str, opts: RunOptions, retry_failed: bool = False) -> dict[str, Any]:

@@ -58,8 +58,8 @@ def setup_logging(verbosity: int = NORMAL) -> None:
     level = {QUIET: logging.WARNING, NORMAL: logging.INFO}.get(verbosity, logging.DEBUG)
     for name in OUR_LOGGERS:
         logging.getLogger(name).setLevel(level)
-    # Every epoch checkpoints (CheckpointConfig(num_to_keep=1): a retried trial goes on from
-    # its last epoch), which forces Tune's experiment snapshot on purpose; Tune would warn
+    # A checkpoint (CheckpointConfig(num_to_keep=1): a retried trial goes on from its last
+    # checkpointed epoch) forces Tune's experiment snapshot on purpose; Tune would warn
     # about that "excessive" snapshotting again and again, in five lines each time.
     logging.getLogger("ray.tune.execution.experiment_state").setLevel(
         logging.WARNING if verbosity >= VERBOSE else logging.ERROR

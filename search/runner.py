@@ -83,7 +83,7 @@ def data_overrides(opts: RunOptions) -> dict[str, Any]:
 
 def check_data(space: Space, overrides: dict[str, Any]) -> None:
     """Prepare the baseline's data on the driver: bad data (unreadable, a class missing, an
-    empty split) fails before Ray starts, and the decode cache is warm for every trial."""
+    empty split) fails before any trial starts, and the decode cache is warm for every trial."""
     from leukmodels.data.prepare import prepare_data
     from leukmodels.train import check_split_sizes
 

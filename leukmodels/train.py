@@ -33,8 +33,9 @@ from leukmodels import checkpoint
 from leukmodels.arch import build_model
 from leukmodels.blocks.multitask import MultiTaskOutput
 from leukmodels.config import VAL_METRICS, TrialConfig
-from leukmodels.data.prepare import (
+from leukmodels.data.prepare import (  # check_split_sizes: also leukmodels.train's
     PreparedData,
+    check_split_sizes,
     make_eval_loader,
     make_loaders,
     prepare_data,
@@ -187,17 +188,6 @@ class Run:
     started_unix: float = 0.0  # time.time() when setup began
     setup_s: float = 0.0
     model_build_s: float = 0.0
-
-
-def check_split_sizes(data: PreparedData, dataset: str) -> None:
-    """A DataError when the training or test split is empty (every trial would fail)."""
-    for name, part in (("training", data.train), ("test", data.test)):
-        if len(part) == 0:
-            raise DataError(
-                f"the {name} split of {dataset} is empty "
-                f"({len(data.train)} train / {len(data.val)} val / {len(data.test)} test images); "
-                "use more images or patients, or change data.split"
-            )
 
 
 def setup(config: TrialConfig) -> Run:

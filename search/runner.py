@@ -84,8 +84,7 @@ def data_overrides(opts: RunOptions) -> dict[str, Any]:
 def check_data(space: Space, overrides: dict[str, Any]) -> None:
     """Prepare the baseline's data on the driver: bad data (unreadable, a class missing, an
     empty split) fails before any trial starts, and the decode cache is warm for every trial."""
-    from leukmodels.data.prepare import prepare_data
-    from leukmodels.train import check_split_sizes
+    from leukmodels.data.prepare import check_split_sizes, prepare_data  # not timm's import
 
     tc = space.trial_config(space.baseline(), overrides=overrides)
     data = prepare_data(tc.data, tc.params)  # logs what it skips and what it warns about

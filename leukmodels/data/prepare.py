@@ -42,6 +42,7 @@ from leukmodels.data.preprocess import ReinhardTarget
 from leukmodels.data.registry import resolve_dataset
 from leukmodels.data.source import DatasetSource
 from leukmodels.data.splits import Split, make_split, remap
+from leukmodels.errors import DataError
 from leukmodels.results import SplitInfo
 
 logger = logging.getLogger("leukmodels.data")
@@ -132,6 +133,17 @@ def _split_message(spec: DataSpec, split: Split, n_train: int) -> str:
         f"train {sizes['train']:,} (+{n_train - sizes['train']:,} copies), val {sizes['val']:,}, "
         f"test {sizes['test']:,}"
     )
+
+
+def check_split_sizes(data: PreparedData, dataset: str) -> None:
+    """A DataError when the training or test split is empty (every trial would fail)."""
+    for name, part in (("training", data.train), ("test", data.test)):
+        if len(part) == 0:
+            raise DataError(
+                f"the {name} split of {dataset} is empty "
+                f"({len(data.train)} train / {len(data.val)} val / {len(data.test)} test images); "
+                "use more images or patients, or change data.split"
+            )
 
 
 def prepare_data(spec: DataSpec, params: TrialParams, log: Log | None = None) -> PreparedData:

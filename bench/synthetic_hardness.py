@@ -1,6 +1,6 @@
 """How hard is the synthetic data set, and how fast is it made?
 
-Measures, on 2 CPU threads:
+Measures, on ``--threads`` CPU threads (2) per job:
 
 - generation speed (images/s) at 64 px and 224 px;
 - baselines that must fail, each scikit-learn LogisticRegression (standardised
@@ -10,13 +10,16 @@ Measures, on 2 CPU threads:
   histograms concatenated) and GLCM (``graycomatrix`` on 32 grey levels, distances 1, 2,
   4, four angles; contrast, dissimilarity, homogeneity, energy, correlation, ASM);
 - a CNN that must succeed: timm resnet18 (pretrained=False) trained from scratch on
-  320 images at 64 px for a smoke budget (Adam 1e-3, batch 32, flips, [0,1] then
-  ImageNet normalisation), tested on 400 images made with another seed (other patients).
+  ``--n-train`` images (320) at 64 px for ``--epochs`` (6; Adam 1e-3, batch 32, [0,1]
+  then ImageNet normalisation; ``--augment`` flip or d4 = flips and transposes;
+  ``--schedule`` constant or cosine per step), tested on 400 images made with another
+  seed (other patients); one run per seed (``--cnn-seeds``), ``--jobs`` at a time.
 
 Each for every ``--difficulty`` of the generator (standard, hard).
 
 Usage: python bench/synthetic_hardness.py [--classes 2 4] [--difficulty standard hard]
-       [--repeats 3] [--epochs 6] [--no-cnn]
+       [--cnn-seeds 3] [--epochs 6] [--n-train 320] [--augment d4] [--schedule cosine]
+       [--threads 1] [--jobs 2] [--no-cnn] [--no-speed]
 Results are recorded in bench/README.md.
 """
 
@@ -24,6 +27,9 @@ from __future__ import annotations
 
 import argparse
 import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
 
 import cv2
 import numpy as np
@@ -128,31 +134,54 @@ def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return float((pred == y).float().mean())
 
 
+@dataclass(frozen=True)
+class Protocol:
+    """How the bench trains its CNN (Adam, batch 32; the rest here)."""
+
+    epochs: int = 6
+    n_train: int = 320
+    augment: str = "flip"  # "flip": random h/v flips; "d4": flips and transposes (8 poses)
+    schedule: str = "constant"  # or "cosine": lr 1e-3 annealed to 0 over all steps
+
+
+def _augment(xb: torch.Tensor, kind: str) -> torch.Tensor:
+    """Random flips (and, for "d4", transposes: all 8 right-angle poses) of a batch."""
+    flip = torch.rand(2, len(xb)) < 0.5
+    xb = torch.where(flip[0].view(-1, 1, 1, 1), xb.flip(3), xb)
+    xb = torch.where(flip[1].view(-1, 1, 1, 1), xb.flip(2), xb)
+    if kind == "d4":
+        swap = torch.rand(len(xb)) < 0.5
+        xb = torch.where(swap.view(-1, 1, 1, 1), xb.transpose(2, 3), xb)
+    return xb
+
+
 def cnn_accuracy(
-    classes: int, epochs: int, seed: int, difficulty: str = "standard", n_train: int = 320
+    classes: int, seed: int, difficulty: str = "standard", protocol: Protocol = Protocol()
 ) -> tuple[float, float, float]:
-    """resnet18 from scratch on `n_train` images: (test accuracy, with re-estimated BN, s)."""
+    """resnet18 from scratch: (test accuracy, with re-estimated BN, training s)."""
     kw = {"classes": classes, "size": 64, "patients": 40, "difficulty": difficulty}
-    train = generate(n_train, seed=1000 + seed, **kw)
+    train = generate(protocol.n_train, seed=1000 + seed, **kw)
     test = generate(400, seed=2000 + seed, **kw)
     torch.manual_seed(seed)
     model = timm.create_model("resnet18", pretrained=False, num_classes=classes)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    steps = protocol.epochs * -(-protocol.n_train // 32)
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     x, y = to_tensor(train.images), torch.from_numpy(train.labels)
     start = time.perf_counter()
-    for _ in range(epochs):
+    for _ in range(protocol.epochs):
         model.train()
         order = torch.randperm(len(y))
         for i in range(0, len(y), 32):
             idx = order[i : i + 32]
-            xb = x[idx]
-            flip = torch.rand(2, len(idx)) < 0.5
-            xb = torch.where(flip[0].view(-1, 1, 1, 1), xb.flip(3), xb)
-            xb = torch.where(flip[1].view(-1, 1, 1, 1), xb.flip(2), xb)
-            loss = torch.nn.functional.cross_entropy(model(xb), y[idx])
+            loss = torch.nn.functional.cross_entropy(
+                model(_augment(x[idx], protocol.augment)), y[idx]
+            )
             opt.zero_grad()
             loss.backward()
             opt.step()
+            if protocol.schedule == "cosine":
+                cosine.step()
     seconds = time.perf_counter() - start
     xt, yt = to_tensor(test.images), torch.from_numpy(test.labels)
     plain = accuracy(model, xt, yt)
@@ -164,19 +193,29 @@ def span(values: list[float]) -> str:
     return f"{np.mean(values):6.1%} ({min(values):5.1%}-{max(values):5.1%})"
 
 
+def _threads(n: int) -> None:
+    torch.set_num_threads(n)
+    cv2.setNumThreads(n)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--classes", type=int, nargs="+", default=[2, 4])
     parser.add_argument("--difficulty", nargs="+", default=["standard", "hard"])
-    parser.add_argument("--repeats", type=int, default=5, help="CNN runs (training seeds)")
+    parser.add_argument(
+        "--cnn-seeds", "--repeats", dest="repeats", type=int, default=5, help="CNN runs"
+    )
     parser.add_argument("--splits", type=int, default=5, help="grouped logreg splits")
     parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--train-n", type=int, default=320, help="CNN training images")
+    parser.add_argument("--n-train", "--train-n", dest="train_n", type=int, default=320)
+    parser.add_argument("--augment", choices=["flip", "d4"], default="flip")
+    parser.add_argument("--schedule", choices=["constant", "cosine"], default="constant")
+    parser.add_argument("--threads", type=int, default=2, help="torch/OpenCV threads per job")
+    parser.add_argument("--jobs", type=int, default=1, help="CNN runs at a time (processes)")
     parser.add_argument("--no-speed", action="store_true")
     parser.add_argument("--no-cnn", action="store_true", help="baselines only")
     args = parser.parse_args()
-    torch.set_num_threads(2)
-    cv2.setNumThreads(2)
+    _threads(args.threads)
 
     if not args.no_speed:
         print("generation speed (2 threads)")
@@ -200,15 +239,21 @@ def _one(classes: int, difficulty: str, args: argparse.Namespace) -> list[str]:
     row = [difficulty, str(classes), *(span(a) for a in base.values())]
     if args.no_cnn:
         return row
+    protocol = Protocol(args.epochs, args.train_n, args.augment, args.schedule)
     runs = []
-    for seed in range(args.repeats):
-        runs.append(cnn_accuracy(classes, args.epochs, seed, difficulty, args.train_n))
-        plain, precise, secs = runs[-1]
-        print(
-            f"  {difficulty}, {classes} classes, seed {seed}: resnet18 {plain:.1%}, "
-            f"precise BN {precise:.1%}, {secs:.0f} s",
-            flush=True,
-        )
+    with ProcessPoolExecutor(
+        args.jobs, get_context("spawn"), initializer=_threads, initargs=(args.threads,)
+    ) as pool:
+        seeds = range(args.repeats)
+        jobs = [pool.submit(cnn_accuracy, classes, s, difficulty, protocol) for s in seeds]
+        for seed, job in zip(seeds, jobs, strict=True):
+            runs.append(job.result())
+            plain, precise, secs = runs[-1]
+            print(
+                f"  {difficulty}, {classes} classes, seed {seed}: resnet18 {plain:.1%}, "
+                f"precise BN {precise:.1%}, {secs:.0f} s",
+                flush=True,
+            )
     plain, precise, secs = (list(v) for v in zip(*runs, strict=True))
     return [*row, span(plain), span(precise), f"{np.mean(secs):.0f}"]
 

@@ -18,8 +18,11 @@ from leukmodels.data.synthetic import (
     CLASS_NAMES,
     HARD_MORPHOLOGIES,
     _assign,
+    _bend,
+    _bend_points,
     _patient_stains,
     _sample,
+    _white_cell,
     generate,
 )
 from leukmodels.errors import UserError
@@ -42,22 +45,43 @@ def test_a_grey_histogram_sees_the_standard_classes_but_not_the_hard_ones() -> N
     assert hard < 0.62, f"hard: histogram baseline {hard:.1%}"
 
 
-def _shape(mask: np.ndarray) -> tuple[float, float]:
-    """(area, long/short axis) of a nucleus mask, from its second moments."""
-    m = cv2.moments(mask.astype(np.uint8), binaryImage=True)
-    cov = np.array([[m["mu20"], m["mu11"]], [m["mu11"], m["mu02"]]]) / max(m["m00"], 1)
-    small, large = np.linalg.eigvalsh(cov)
-    return m["m00"], float(np.sqrt(large / max(small, 1e-9)))
+def _shape(mask: np.ndarray) -> tuple[float, float, float]:
+    """(area, perimeter / sqrt(area), solidity = area / convex hull area) of a nucleus mask."""
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    outline = max(contours, key=cv2.contourArea)
+    area = cv2.contourArea(outline)
+    hull = cv2.contourArea(cv2.convexHull(outline))
+    return area, cv2.arcLength(outline, True) / np.sqrt(max(area, 1)), area / max(hull, 1)
 
 
-def test_hard_classes_differ_in_nucleus_shape_not_area() -> None:
+def test_hard_classes_differ_in_nucleus_bend_not_area_or_compactness() -> None:
     data = generate(200, 2, size=64, seed=4, patients=20, difficulty="hard")
     shapes = np.array([_shape(m) for m in data.masks])
-    normal, blast = shapes[data.labels == 0], shapes[data.labels == 1]
-    # the same nucleus area by design; the image border cuts the long ends of some
-    # elongated nuclei (a few % less), which the histogram test shows is no cue
-    assert abs(normal[:, 0].mean() / blast[:, 0].mean() - 1) < 0.2
-    assert np.median(blast[:, 1]) > np.median(normal[:, 1]) + 0.4  # elongated vs round
+    rod, bent = shapes[data.labels == 0], shapes[data.labels == 1]
+    # the same area and the same perimeter for that area (what texture statistics can
+    # count); the old hard set (round vs elongated) differed in compactness, not solidity
+    assert abs(rod[:, 0].mean() / bent[:, 0].mean() - 1) < 0.2
+    assert abs(np.median(rod[:, 1]) / np.median(bent[:, 1]) - 1) < 0.03
+    assert np.median(rod[:, 2]) > 0.95 > 0.9 > np.median(bent[:, 2])  # straight vs bent
+
+
+def test_bending_keeps_area_and_inverts() -> None:
+    rng = np.random.default_rng(0)
+    along, across = rng.uniform(-0.9, 0.9, 50), rng.uniform(-0.3, 0.3, 50)
+    phi, aspect = rng.uniform(0.0, 2.0, 50), rng.uniform(1.5, 2.5, 50)
+    phi[:5] = 0.0
+    x, y = _bend_points(along, across, phi)
+    u, v = _bend(x * 13.0, y * 13.0 * aspect, aspect, phi, 13.0)
+    np.testing.assert_allclose(u / 13.0, along, atol=1e-9)
+    np.testing.assert_allclose(v / (13.0 * aspect), across, atol=1e-9)
+    labels, owners = _assign(64, 2, 8, rng)
+    stains = _patient_stains(8, rng)
+    p = _sample(labels, owners, list(CLASS_NAMES[2]), stains, rng, HARD_MORPHOLOGIES)
+    grid = np.arange(256, dtype=np.float32) + 0.5
+    _, nucleus = _white_cell(p, grid[None, :], grid[:, None], 256.0)
+    disc = np.pi * (p["nuc_r"] * 256) ** 2 / p["nuc_aspect"]  # the ellipse's area
+    np.testing.assert_allclose(nucleus.sum(axis=(1, 2)) / disc, 1.0, atol=0.02)
+    assert (p["nuc_bend"][labels == 1] >= 1.4).all() and (p["nuc_bend"][labels == 0] == 0).all()
 
 
 def test_difficulty_is_checked_and_reaches_the_dataset_spec(tmp_path: Path) -> None:
@@ -98,6 +122,7 @@ def test_hard_nucleoli_keep_their_size_and_stay_inside_an_elongated_nucleus() ->
     # centres inside the (squeezed) inner half of the ellipse, in its own frame
     c, s = np.cos(p["nuc_angle"])[:, None], np.sin(p["nuc_angle"])[:, None]
     x, y = p["nucleoli_xy"][..., 0], p["nucleoli_xy"][..., 1]
-    along, across = c * x + s * y, (c * y - s * x) * aspect
+    phi = p["nuc_bend"][:, None]  # bent nuclei: back to the straight frame
+    along, across = _bend(c * x + s * y, (c * y - s * x) * aspect, aspect, phi, 1.0)
     assert np.hypot(along, across).max() <= 0.5 + 1e-9
     assert np.median(aspect[labels == 1]) > 1.6

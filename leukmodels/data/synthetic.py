@@ -99,6 +99,7 @@ class Morphology:
     vacuoles: tuple[int, int]  # count of clear cytoplasmic vacuoles, inclusive
     nucleus_aspect: Range = (1.0, 1.12)  # long / short axis of the nucleus
     keep_area: bool = False  # widen an elongated nucleus so its area stays that of a disc
+    nucleus_bend: Range = (0.0, 0.0)  # half-angle (radians) of the arc the long axis follows
 
 
 _MATURE = Morphology(
@@ -186,9 +187,10 @@ _HARD_TEXTURE = Morphology(
     nucleolus_radius=(0.15, 0.28),
     vacuoles=(0, 0),
 )
+_HARD_ROD = replace(_HARD_TEXTURE, nucleus_aspect=(2.2, 2.6))
 HARD_MORPHOLOGIES: dict[str, Morphology] = {
-    "normal": _HARD_TEXTURE,
-    "all": replace(_HARD_TEXTURE, nucleus_aspect=(1.6, 1.9)),
+    "normal": _HARD_ROD,
+    "all": replace(_HARD_ROD, nucleus_bend=(1.4, 1.8)),
     "benign": _HARD_TEXTURE,
     "early_pre_b": replace(_HARD_TEXTURE, nucleus_aspect=(1.6, 1.9)),
     "pre_b": replace(_HARD_TEXTURE, cleft_prob=1.0, cleft_depth=(0.45, 0.60)),
@@ -196,8 +198,11 @@ HARD_MORPHOLOGIES: dict[str, Morphology] = {
 }
 """``difficulty="hard"``: every class has the same nucleus area, N:C ratio, chromatin
 texture, nucleoli and vacuoles (drawn from one range); only the nucleus outline tells
-them apart (round, elongated, cleft, lobulated). Histograms and texture statistics
-(LBP, GLCM) then see no class; a CNN sees the shape (``bench/synthetic_hardness.py``)."""
+them apart. Two classes: the same long, thin nucleus (long/short axis 2.2-2.6), straight
+(a rod) or bent into an arc (kidney / band shape) of the same area, thickness and ends,
+so local statistics (grey histogram, LBP, GLCM) see almost no class, while the shape at
+the scale of the whole nucleus differs. Four classes: round, elongated, cleft, lobulated.
+``bench/synthetic_hardness.py`` measures both."""
 DIFFICULTIES = {"standard": MORPHOLOGIES, "hard": HARD_MORPHOLOGIES}
 
 
@@ -359,6 +364,8 @@ def _sample_white_cell(
     p["nuc_y"] = p["cell_y"] + shift * np.sin(theta)
     p["nuc_angle"] = rng.uniform(0, 2 * np.pi, n)
     p["nuc_aspect"] = _uniform(rng, _field(morph, "nucleus_aspect"))
+    bend = _field(morph, "nucleus_bend")
+    p["nuc_bend"] = _uniform(rng, bend) if bend.any() else np.zeros(n)  # standard: no draw
     _keep_area(p, _field(morph, "keep_area")[:, 0] > 0)
 
 
@@ -450,6 +457,7 @@ def _fit_nucleoli(p: dict[str, np.ndarray], keep: np.ndarray) -> None:
     c, s = np.cos(angle), np.sin(angle)
     x, y = p["nucleoli_xy"][..., 0], p["nucleoli_xy"][..., 1]
     along, across = c * x + s * y, (c * y - s * x) / aspect
+    along, across = _bend_points(along, across, p["nuc_bend"][:, None])
     fitted = np.stack([c * along - s * across, s * along + c * across], -1)
     p["nucleoli_xy"] = np.where(keep[:, None, None], fitted, p["nucleoli_xy"])
     p["nucleoli_r"] = np.where(keep[:, None], p["nucleoli_r"] / np.sqrt(aspect), p["nucleoli_r"])
@@ -492,6 +500,37 @@ def _frame(
     u = c * dx + s * dy
     v = (aspect * c) * dy - (aspect * s) * dx
     return u, v
+
+
+def _bend(
+    u: np.ndarray, v: np.ndarray, aspect: np.ndarray, phi: np.ndarray, radius: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Frame coordinates (u, v) of :func:`_frame` for a nucleus bent into an arc.
+
+    The long axis (length 2 `radius` px) follows a circular arc of half-angle `phi`
+    (radians) whose centroid is the nucleus centre; u is the arc length along it, v the
+    (stretched) distance from it, so a disc in (u, v) becomes a banana of the same area
+    and thickness. Where phi = 0, (u, v) are returned unchanged.
+    """
+    bent = phi > 0
+    p = np.where(bent, phi, 1.0)
+    k = p / radius  # curvature, 1/px
+    w = v / aspect - np.sin(p) / (p * k)  # from the centre of curvature
+    along = np.arctan2(u, -w) / k
+    across = (1 / k - np.hypot(u, w)) * aspect
+    return np.where(bent, along, u), np.where(bent, across, v)
+
+
+def _bend_points(
+    along: np.ndarray, across: np.ndarray, phi: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Points (along, across) of a straight nucleus frame, in long-radius units, moved onto
+    the arc of :func:`_bend` (the inverse of its mapping); unchanged where phi = 0."""
+    bent = phi > 0
+    p = np.where(bent, phi, 1.0)
+    theta, dist = along * p, 1 / p - across
+    x, y = dist * np.sin(theta), np.sin(p) / p**2 - dist * np.cos(theta)
+    return np.where(bent, x, along), np.where(bent, y, across)
 
 
 def _outline(u: np.ndarray, v: np.ndarray, rho: np.ndarray, lobes: np.ndarray) -> np.ndarray:
@@ -638,6 +677,8 @@ def _white_cell(
     cell = _disc(rho, f("cell_r") * s * _outline(u, v, rho, p["cell_lobes"]))
     nx, ny, nuc_r = f("nuc_x") * s, f("nuc_y") * s, f("nuc_r") * s
     u, v = _frame(x, y, nx, ny, f("nuc_angle"), f("nuc_aspect"))
+    if p["nuc_bend"].any():
+        u, v = _bend(u, v, f("nuc_aspect"), f("nuc_bend"), nuc_r)
     rho = np.sqrt(u * u + v * v)
     shape = _outline(u, v, rho, p["nuc_lobes"])
     towards = (u * _col(np.cos(p["cleft_dir"])) + v * _col(np.sin(p["cleft_dir"]))) / np.maximum(

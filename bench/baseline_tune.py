@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -33,20 +32,6 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 SEARCHED = ("attention", "pooling", "optimizer", "lr")
-
-
-def process_start() -> float | None:
-    """When this process started (``time.time()`` scale), from /proc; None elsewhere."""
-    try:
-        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        boot = next(
-            float(line.split()[1])
-            for line in Path("/proc/stat").read_text().splitlines()
-            if line.startswith("btime ")
-        )
-    except (OSError, ValueError, IndexError, StopIteration):
-        return None
-    return boot + ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _epoch(model: Any, loader: Any, optimizer: Any) -> tuple[float, float]:
@@ -83,6 +68,8 @@ def _validate(model: Any, loader: Any) -> float:
 
 def train_fn(config: dict[str, Any], data: Any, base: Any) -> None:
     """The function trainable: build, train ``base.epochs`` epochs, report each."""
+    from search.proc_clock import process_start  # stdlib only: no import cost to measure
+
     stamps: dict[str, Any] = {"t_entry": time.time(), "t_process_start": process_start()}
     t = time.perf_counter()
     import torch

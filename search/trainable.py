@@ -9,7 +9,6 @@ It turns the trial's config (the Optuna parameters plus our meta keys) back into
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import time
 import traceback
@@ -20,6 +19,7 @@ from ray import tune
 
 from leukmodels.errors import UserError
 from search.optuna_space import CHECKPOINT, FOLD, SEED, decode_config
+from search.proc_clock import process_start
 from search.space import Space
 from search.trial_state import CheckpointPolicy, load_start_state, report_with_state
 
@@ -53,20 +53,6 @@ def placement() -> dict[str, Any]:
         IP_KEY: ray.util.get_node_ip_address(),
         GPUS_KEY: [g if isinstance(g, int) else str(g) for g in ray.get_gpu_ids()],
     }
-
-
-def process_start() -> float | None:
-    """When this process started (``time.time()`` scale), from /proc; None elsewhere."""
-    try:
-        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        boot = next(
-            float(line.split()[1])
-            for line in Path("/proc/stat").read_text().splitlines()
-            if line.startswith("btime ")
-        )
-    except (OSError, ValueError, IndexError, StopIteration):
-        return None
-    return boot + ticks / os.sysconf("SC_CLK_TCK")
 
 
 def train_trial(config: dict[str, Any], space: Space, overrides: dict[str, Any]) -> None:

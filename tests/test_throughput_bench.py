@@ -24,7 +24,7 @@ def bench() -> Any:
 def test_process_start_is_when_the_process_started() -> None:
     before = time.time()
     out = subprocess.run(
-        [sys.executable, "-c", "import search.trainable as t; print(t.process_start())"],
+        [sys.executable, "-c", "import search.proc_clock as t; print(t.process_start())"],
         capture_output=True, text=True, check=True, cwd=ROOT,
     )  # fmt: skip
     after = time.time()

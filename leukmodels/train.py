@@ -33,7 +33,7 @@ from leukmodels import checkpoint
 from leukmodels.arch import build_model
 from leukmodels.blocks.multitask import MultiTaskOutput
 from leukmodels.config import VAL_METRICS, TrialConfig
-from leukmodels.data.prepare import (  # check_split_sizes: also leukmodels.train's
+from leukmodels.data.prepare import (
     PreparedData,
     check_split_sizes,
     make_eval_loader,

@@ -70,6 +70,8 @@ PHASES = (
     "profiling", "checkpoint save", "end", "pruned (not split)", "unaccounted",
 )  # fmt: skip
 IDLE = ("idle before first trial", "idle between trials", "idle after last trial")
+SEARCHED = ("attention", "pooling", "optimizer", "lr")  # the space's searched factors
+START = ("actor/process start", "imports")  # what a warm worker need not pay per trial
 
 
 # -- the leuksearch run, in a child process with timers on the driver's hooks -------------
@@ -224,7 +226,8 @@ def leuksearch_trials(db: str, study: str) -> list[dict[str, Any]]:
                 phases["pruned (not split)"] = end - start - sum(phases.values())
             phases["unaccounted"] = end - start - sum(phases.values())
             out.append({"start": start, "end": end, "status": t.status, "best": t.value,
-                        "pid": pid, "worktree_code": tm is not None and tm.entry_unix is not None,
+                        "pid": pid, "config": {k: (t.params or {}).get(k) for k in SEARCHED},
+                        "rows": [_epoch_costs(r) for r in rows], "worktree_code": tm is not None and tm.entry_unix is not None,
                         "process_start": tm.process_start_unix if tm else None,
                         "epochs": len(rows),
                         "phases": phases})  # fmt: skip
@@ -254,12 +257,38 @@ def baseline_trial(t: dict[str, Any]) -> dict[str, Any]:
     code = rows[0].get("t_code", "") if rows else ""
     return {"start": start, "end": end, "status": t.get("status"), "best": best,
             "pid": rows[0].get("pid") if rows else None, "phases": phases,
+            "config": {k: t.get("config", {}).get(k) for k in SEARCHED},
+            "rows": [{"compute": r["t_compute_s"], "eval": r["t_val_s"]} for r in rows],
             "process_start": rows[0].get("t_process_start") if rows else None,
             "epochs": len(rows),
             "worktree_code": code.startswith(str(ROOT))}  # fmt: skip
 
 
+def _epoch_costs(m: dict[str, Any]) -> dict[str, float]:
+    """An epoch row's training compute and its evaluation (validation + precise-BN) seconds."""
+    return {"compute": m.get("compute_time_s") or 0.0,
+            "eval": (m.get("val_time_s") or 0.0) + (m.get("bn_time_s") or 0.0)}  # fmt: skip
+
+
 # -- the figures ----------------------------------------------------------------------
+
+
+def per_level(trials: list[dict[str, Any]], factor: str, key: str) -> dict[str, float]:
+    """Mean seconds of ``key`` per epoch, by the level of ``factor`` (epochs pooled)."""
+    sums: dict[str, list[float]] = {}
+    for t in trials:
+        level = str((t.get("config") or {}).get(factor))
+        for r in t.get("rows") or []:
+            sums.setdefault(level, []).append(r[key])
+    return {lv: sum(v) / len(v) for lv, v in sorted(sums.items()) if v}
+
+
+def start_free_rate(summary: dict[str, Any]) -> float:
+    """Trials per hour with no idle slot time and no worker start or imports: the run's
+    in-trial work alone, spread over the slots (an upper bound for warm, gap-free slots)."""
+    slot = summary["slot_seconds"]
+    work = sum(v for k, v in slot.items() if k not in IDLE and k not in START)
+    return summary["trials"] / (work / SLOTS) * 3600 if work > 0 else float("nan")
 
 
 def idle(run: dict[str, Any], busy: float) -> dict[str, float]:
@@ -300,6 +329,8 @@ def summarise(run: dict[str, Any]) -> dict[str, Any]:
         "distinct_pids": len(pids), "pids_known": sum(t["pid"] is not None for t in trials),
         "slot_seconds": phases, "driver": run["driver"], "load": run.get("load"),
         "spawn_before_start": spawn_before_start(trials),
+        "epoch_s_by_attention": {k: per_level(trials, "attention", k) for k in
+                                 ("compute", "eval")},
     }  # fmt: skip
 
 
@@ -322,6 +353,9 @@ def table(rows: list[dict[str, Any]]) -> str:
 
     for key in ("wall_s", "trials", "trials_per_hour", "epochs", "utilisation", "best_val"):
         line(key, [r[key] for r in rows])
+    line("trials per hour without idle, process start or imports (bound)",
+         [start_free_rate(r) for r in rows])  # fmt: skip
+    line("A's bound / B's measured trials per hour (same round)", _bound_ratios(rows))
     line("trials running this checkout's code", [r["worktree_code"] for r in rows])
     line("trials with a pid / distinct pids",
          [f"{r['pids_known']} / {r['distinct_pids']}" for r in rows])  # fmt: skip
@@ -331,12 +365,27 @@ def table(rows: list[dict[str, Any]]) -> str:
         line(f"slot s: {key}", [r["slot_seconds"][key] for r in rows])
     line("of the idle: fresh worker process start -> driver's trial start (trials, s)",
          [f"{r['spawn_before_start'][0]}, {r['spawn_before_start'][1]:.1f}" for r in rows])  # fmt: skip
+    for key, label in (("compute", "train compute"), ("eval", "eval + precise-BN")):
+        levels = sorted({lv for r in rows for lv in r["epoch_s_by_attention"][key]})
+        for lv in levels:
+            line(f"{label} s per epoch, attention={lv}",
+                 [r["epoch_s_by_attention"][key].get(lv) for r in rows])  # fmt: skip
     drivers = sorted({k for r in rows for k in r["driver"]})
     for key in drivers:
         line(f"{key} (calls, s)",
              [f"{r['driver'][key][0]}, {r['driver'][key][1]:.1f}" if key in r["driver"]
               else "-" for r in rows])  # fmt: skip
     return "\n".join(lines)
+
+
+def _bound_ratios(rows: list[dict[str, Any]]) -> list[Any]:
+    """For each leuksearch run, its bound over the next baseline run's trials per hour."""
+    out: list[Any] = []
+    for i, r in enumerate(rows):
+        nxt = next((b for b in rows[i + 1 :] if b["kind"] == "baseline"), None)
+        ok = r["kind"] == "leuksearch" and nxt is not None
+        out.append(f"{start_free_rate(r) / nxt['trials_per_hour']:.2f}x" if ok else None)
+    return out
 
 
 def reread(saved: str, work: Path) -> int:

@@ -72,3 +72,22 @@ def test_baseline_trial_phases_from_its_reports() -> None:
     assert ph["Tune report (in trial)"] == 0.25 and ph["end"] == pytest.approx(0.5)
     assert sum(ph.values()) == pytest.approx(8.0)
     assert trial["best"] == 0.6 and trial["worktree_code"]
+
+
+def test_bound_drops_idle_and_worker_start_and_costs_are_split_by_level() -> None:
+    tp = bench()
+    a = [_trial(2, 5, imports=1.0), _trial(3, 8, eval=2.0), _trial(5.5, 9)]
+    a[0]["config"], a[1]["config"] = {"attention": "se"}, {"attention": "none"}
+    a[0]["rows"] = [{"compute": 1.0, "eval": 0.5}, {"compute": 3.0, "eval": 0.5}]
+    a[1]["rows"] = [{"compute": 4.0, "eval": 1.0}]
+    runs = [{"tag": "A1", "kind": "leuksearch", "exit": 0, "t0": 0.0, "t1": 10.0, "trials": a,
+             "driver": {}, "load": (1.0, 1.0)},
+            {"tag": "B1", "kind": "baseline", "exit": 0, "t0": 0.0, "t1": 12.0,
+             "trials": [_trial(1, 11)], "driver": {}, "load": (1.0, 1.0)}]  # fmt: skip
+    rows = [tp.summarise(r) for r in runs]
+    # A's in-trial work is 11.5 slot-s of which 1 s imports: 3 trials in 10.5 / 2 s
+    assert tp.start_free_rate(rows[0]) == pytest.approx(3 / (10.5 / 2) * 3600)
+    assert tp._bound_ratios(rows) == [f"{tp.start_free_rate(rows[0]) / 300:.2f}x", None]
+    assert rows[0]["epoch_s_by_attention"]["compute"] == {"none": 4.0, "se": 2.0}
+    assert rows[0]["epoch_s_by_attention"]["eval"] == {"none": 1.0, "se": 0.5}
+    assert "compute s per epoch, attention=se | 2.000 |" in tp.table(rows)

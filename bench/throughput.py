@@ -79,8 +79,9 @@ START = ("actor/process start", "imports")  # what a warm worker need not pay pe
 TIMERS: dict[str, list[float]] = {}
 
 
-def _timed(owner: type, name: str, label: str) -> None:
-    """Wrap ``owner.name`` to add its calls and seconds to TIMERS[label]."""
+def _timed(owner: Any, name: str, label: str) -> None:
+    """Wrap ``owner.name`` (a class or module attribute) to add its calls and seconds to
+    TIMERS[label]."""
     fn = getattr(owner, name, None)
     if fn is None:
         return
@@ -100,9 +101,10 @@ def _timed(owner: type, name: str, label: str) -> None:
 
 def leuksearch_child(argv: list[str], timers_out: str) -> int:
     """``leuksearch run`` (search.cli.main) with the driver's hooks timed."""
+    import ray
     from ray.tune.execution.tune_controller import TuneController
 
-    from search import cli
+    from search import cli, runner
     from search.optuna_study import StudySearcher
     from search.store.store import Store
     from search.tune_callback import StoreCallback
@@ -116,6 +118,8 @@ def leuksearch_child(argv: list[str], timers_out: str) -> int:
     for name in ("suggest", "on_trial_complete"):
         _timed(StudySearcher, name, "driver: searcher (Optuna ask/tell)")
     _timed(TuneController, "checkpoint", "driver: Tune experiment checkpoint")
+    _timed(runner, "start_ray", "driver: Ray start (ray.init; the data check runs meanwhile)")
+    _timed(ray, "shutdown", "driver: ray.shutdown")
     code = cli.main(argv)
     Path(timers_out).write_text(json.dumps(TIMERS))
     return code

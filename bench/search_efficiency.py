@@ -195,6 +195,33 @@ def _rank(means: dict[str, float], key: str | None) -> int | None:
     return 1 + sum(m > means[key] for m in means.values())
 
 
+def self_agreement(space: Space, grid: dict[str, dict]) -> list[dict[str, Any]]:
+    """How far the grid agrees with itself, per held-out seed ``s``: a study with one
+    repeat whose ablation runs reproduced the grid's seed-``s`` runs exactly (ours do, bit
+    for bit) would get Kendall tau ``tau`` against the level effects of the other seeds,
+    and the other seeds' winner ranks ``winner_rank`` among seed ``s``'s configurations.
+    The ceiling of what this bench can ask of a study at its size."""
+    from search.space.ablation import iter_ablation_points
+
+    base = space.point_key(space.baseline())
+    levels = [(factor, point) for factor, _, point in iter_ablation_points(space)
+              if factor not in ("baseline", "configuration")]  # fmt: skip
+    out = []
+    for s in SEEDS:
+        rest = {k: statistics.mean(v) for k, v in _grid_means(
+            space, {k: r for k, r in grid.items() if not k.endswith(f"|{s}")}).items()}  # fmt: skip
+        alone = {k: v[0] for k, v in _grid_means(
+            space, {k: r for k, r in grid.items() if k.endswith(f"|{s}")}).items()}  # fmt: skip
+        keys = [space.point_key(point) for _, point in levels]
+        one = [alone[k] - alone[base] for k in keys]
+        effects = [_level_effect(space, rest, f, point[f]) for f, point in levels]
+        tau = float(stats.kendalltau(effects, one).statistic) if len(levels) >= 2 else math.nan
+        winner = max(rest, key=rest.get)
+        out.append({"held_out_seed": s, "tau": round(tau, 3),
+                    "winner_rank": _rank(alone, winner)})  # fmt: skip
+    return out
+
+
 def compare(space: Space, grid: dict[str, dict], trials: list[Any]) -> dict[str, Any]:
     """Compute, winner, Kendall tau of level effects, ablation differences in intervals."""
     means = {k: statistics.mean(v) for k, v in _grid_means(space, grid).items()}
@@ -223,6 +250,7 @@ def compare(space: Space, grid: dict[str, dict], trials: list[Any]) -> dict[str,
         "winner_recovered": _rank(means, pick_key) == 1,
         "kendall_tau": round(tau, 3), "ablation": rows,
         "inside_intervals": sum(r["inside"] for r in rows),
+        "grid_self_agreement": self_agreement(space, grid),
     }  # fmt: skip
 
 

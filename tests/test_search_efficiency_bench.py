@@ -138,3 +138,18 @@ def test_configurations_that_tie_in_the_grid_share_its_rank():
     for pick, rank in ((best_gmp, 1), (se, 5)):  # behind cbam x gap/gmp x both lr
         out = mod.compare(space, grid, [trial(1, pick, "explore", value=0.9)])
         assert out["study_pick_grid_rank"] == rank and out["winner_recovered"] == (rank == 1)
+
+
+def test_self_agreement_is_perfect_without_seed_noise_and_drops_with_it():
+    mod = bench()
+    space = mod.load_space(mod.SPACE)
+    grid = fake_grid(mod, space)
+    quiet = mod.self_agreement(space, grid)
+    assert [r["held_out_seed"] for r in quiet] == list(mod.SEEDS)
+    # the wobble (< 0.01) is far below every effect: each seed alone ranks like the rest
+    assert all(r["tau"] == pytest.approx(1.0) and r["winner_rank"] == 1 for r in quiet)
+    # seed noise far larger than the effects: the grid no longer agrees with itself
+    noisy = {k: {**r, "test_f1": r["test_f1"] + (0.6 if k.endswith("|0") and "sgd" in k
+             else 0.0)} for k, r in grid.items()}  # fmt: skip
+    held0 = mod.self_agreement(space, noisy)[0]
+    assert held0["tau"] < 1.0 and held0["winner_rank"] > 1

@@ -534,7 +534,7 @@ def test_records_cover_every_column():
     assert set(StudyInfo.model_fields) - summary == columns[schema.studies]
     assert set(StudyRecord.model_fields) == columns[schema.studies] - {
         "id", "status", "created_at", "updated_at"}  # fmt: skip
-    trial_columns = columns[schema.trials] - {"id"} | {"trial_id"}
+    trial_columns = columns[schema.trials] - {"id", *schema.CONFIG_COLUMNS} | {"trial_id"}
     assert set(TrialRecord.model_fields) - {"result", "epochs"} == trial_columns
     assert set(EpochRecord.model_fields) == columns[schema.epochs] - {"id"}
     assert set(ResultRecord.model_fields) == columns[schema.results] - {"id", "trial_id"}

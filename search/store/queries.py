@@ -7,7 +7,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Select, and_, case, func, null, select
+from sqlalchemy import Select, Text, and_, case, cast, func, null, select, true
+from sqlalchemy import column as sql_column
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 
 from leukmodels.errors import UserError
@@ -79,7 +81,7 @@ def trial_rows(
 ) -> list[TrialRecord]:
     """Trials of a study, oldest first, each with its ``result`` (or None)."""
     t = schema.trials
-    stmt = select(t).where(t.c.study_id == study_id).order_by(t.c.id)
+    stmt = select(*_record_columns()).where(t.c.study_id == study_id).order_by(t.c.id)
     if statuses is not None:
         stmt = stmt.where(t.c.status.in_(statuses))
     items = [_trial_dict(row) for row in conn.execute(stmt)]
@@ -108,18 +110,41 @@ def trial_summaries(
 
     Per-image predictions are read only for completed full-fidelity trials of the kinds
     ``predictions_for`` (None: every trial); the others get None without the database
-    sending them. The config's data and params come as JSON text, parsed with orjson
-    (data once per distinct text: a study's trials share a few); rows become plain
-    dataclasses. 100,000 trials read in seconds (bench/store_scale.py).
+    sending them. The config itself is never read: its params come from
+    ``ls_trials.config_params`` (PostgreSQL sends only ``param_fields``, as JSON text
+    parsed once per distinct text) and its data once per distinct ``data_hash`` (a
+    study's trials share a few). Rows become plain dataclasses; trials with the same data,
+    picked params, class names or split share one object of it (read it, do not change
+    it). 100,000
+    trials read in seconds (bench/store_scale.py).
     """
-    stmt = _summary_query(study_id, metric_keys, predictions_for)
-    parse_data = functools.lru_cache(maxsize=256)(_loads)
+    data_by_hash = config_data(conn, study_id)
+    stmt = _summary_query(study_id, metric_keys, predictions_for, param_fields, conn.dialect.name)
+    # trials share few distinct texts: parsed once each, the dict shared (read only)
+    params_of = functools.lru_cache(maxsize=4096)(
+        lambda text: _params_of(_loads(text), param_fields)
+    )
+    parse_shared = functools.lru_cache(maxsize=4096)(_loads)  # class names and split
     metric_names = (*schema.RESULT_METRIC_COLUMNS, *metric_keys)
     with gc_paused():
         return [
-            _summary(row, param_fields, metric_names, parse_data)
+            _summary(row, metric_names, params_of, parse_shared, data_by_hash)
             for row in streamed_rows(conn, stmt)
         ]
+
+
+def config_data(conn: Connection, study_id: int) -> dict[str, Any]:
+    """The config ``data`` blocks of a study's trials by ``data_hash``: one config read per
+    distinct hash."""
+    t = schema.trials
+    first = (
+        select(t.c.data_hash, func.min(t.c.id).label("id"))
+        .where(t.c.study_id == study_id, t.c.data_hash.is_not(None))
+        .group_by(t.c.data_hash)
+        .subquery()
+    )
+    stmt = select(first.c.data_hash, t.c.config["data"]).join(t, t.c.id == first.c.id)
+    return {digest: data for digest, data in conn.execute(stmt)}
 
 
 def streamed_rows(conn: Connection, stmt: Select, size: int = 2000) -> Iterator[Sequence[Any]]:
@@ -147,28 +172,37 @@ def streamed_rows(conn: Connection, stmt: Select, size: int = 2000) -> Iterator[
 
 
 def _summary(
-    row: Any, param_fields: Sequence[str], metric_names: Sequence[str], parse_data: Any
+    row: Any,
+    metric_names: Sequence[str],
+    params_of: Any,
+    parse_shared: Any,
+    data_by_hash: dict[str, Any],
 ) -> TrialSummary:
     """One row of :func:`_summary_query` as a :class:`TrialSummary`."""
     n_base, n_json = len(_SUMMARY_BASE), len(_SUMMARY_JSON)
     fields = dict(zip(_SUMMARY_JSON, row[1 + n_base : 1 + n_base + n_json], strict=True))
-    data, trial_params, result_id, *metrics = row[1 + n_base + n_json :]
-    trial_params = _loads(trial_params) or {}
+    data_hash, trial_params, result_id, *metrics = row[1 + n_base + n_json :]
+    fields["class_names"] = parse_shared(fields["class_names"])
+    fields["split"] = parse_shared(fields["split"])
     if fields["noise"]:
         fields["noise"] = {k: EvalMetrics.model_validate(v) for k, v in fields["noise"].items()}
     return TrialSummary(
         trial_id=row[0],
         **dict(zip(_SUMMARY_BASE, row[1 : 1 + n_base], strict=True)),
         **fields,
-        data=parse_data(data),
-        trial_params={f: trial_params.get(f) for f in param_fields},
+        data=data_by_hash.get(data_hash),
+        trial_params=params_of(trial_params),
         has_result=result_id is not None,
         metrics=dict(zip(metric_names, metrics, strict=True)),
     )
 
 
 def _summary_query(
-    study_id: int, metric_keys: Sequence[str], predictions_for: Sequence[str] | None
+    study_id: int,
+    metric_keys: Sequence[str],
+    predictions_for: Sequence[str] | None,
+    param_fields: Sequence[str],
+    dialect: str,
 ) -> Select:
     """:func:`trial_summaries`' query: columns in the order it unpacks them."""
     t, r = schema.trials, schema.results
@@ -177,21 +211,51 @@ def _summary_query(
         wanted = and_(t.c.status == "completed", t.c.fidelity == "full",
                       t.c.kind.in_(list(predictions_for)))  # fmt: skip
         predictions = case((wanted, predictions), else_=null())
-    names = func.coalesce(r.c.metrics["class_names"], r.c.extra["class_names"])
+    # usually the same for every trial: sent as JSON text, parsed once per distinct text
+    names = cast(func.coalesce(r.c.metrics["class_names"], r.c.extra["class_names"]), Text)
     json_cols = [t.c.params, r.c.confusion, r.c.noise, r.c.params_count, r.c.flops,
                  r.c.latency_ms, r.c.profile["size_mb"].as_float(), names,
-                 r.c.metrics["binary"], predictions, r.c.extra["split"],
+                 r.c.metrics["binary"], predictions, cast(r.c.extra["split"], Text),
                  r.c.extra["segmentation"]]  # fmt: skip
+    source = t.outerjoin(r, r.c.trial_id == t.c.id)
+    if dialect == "postgresql" and param_fields:  # only the asked fields, as JSON text
+        params, record = _picked(t.c.config_params, param_fields)
+        source = source.outerjoin(record, true())
+    else:
+        params = cast(t.c.config_params, Text)
     cols = [t.c.id, *(t.c[c] for c in _SUMMARY_BASE), *json_cols,
-            t.c.config["data"].as_string(), t.c.config["params"].as_string(), r.c.trial_id,
+            t.c.data_hash, params, r.c.trial_id,
             *(r.c[c] for c in schema.RESULT_METRIC_COLUMNS),
             *(r.c.metrics[k].as_float() for k in metric_keys)]  # fmt: skip
-    return (
-        select(*cols)
-        .select_from(t.outerjoin(r, r.c.trial_id == t.c.id))
-        .where(t.c.study_id == study_id)
-        .order_by(t.c.id)
+    return select(*cols).select_from(source).where(t.c.study_id == study_id).order_by(t.c.id)
+
+
+def _picked(column: Any, fields: Sequence[str]) -> tuple[Any, Any]:
+    """PostgreSQL: a JSON array of ``column``'s ``fields`` (a missing one null) and the
+    function to outer-join for it: ``jsonb_to_record`` reads the JSONB value once, where
+    one ``->`` per field decompressed it once per field (bench/README.md, store_scale)."""
+    record = (
+        func.jsonb_to_record(column)
+        .table_valued(*(sql_column(f, JSONB) for f in fields), name="picked")
+        .render_derived(with_types=True)
     )
+    parts = [  # a function takes at most 100 arguments
+        func.jsonb_build_array(*(record.c[f] for f in fields[i : i + 90]))
+        for i in range(0, len(fields), 90)
+    ]
+    out = parts[0]
+    for part in parts[1:]:
+        out = out.op("||")(part)
+    return cast(out, Text), record
+
+
+def _params_of(parsed: Any, fields: Sequence[str]) -> dict[str, Any]:
+    """``fields`` of the parsed config params: a list in ``fields``' order (PostgreSQL), the
+    whole params dict (SQLite) or None (no params)."""
+    if isinstance(parsed, list):
+        return dict(zip(fields, parsed, strict=True))
+    parsed = parsed if isinstance(parsed, dict) else {}
+    return {f: parsed.get(f) for f in fields}
 
 
 def _loads(text: str | None) -> Any:
@@ -201,7 +265,7 @@ def _loads(text: str | None) -> Any:
 def trial_row(conn: Connection, trial_id: int) -> TrialRecord | None:
     """One trial with its ``result`` and ``epochs``, or None."""
     t = schema.trials
-    row = conn.execute(select(t).where(t.c.id == trial_id)).first()
+    row = conn.execute(select(*_record_columns()).where(t.c.id == trial_id)).first()
     if row is None:
         return None
     item = _trial_dict(row)
@@ -216,6 +280,11 @@ def epoch_rows(conn: Connection, trial_id: int) -> list[EpochRecord]:
     t = schema.epochs
     stmt = select(t).where(t.c.trial_id == trial_id).order_by(t.c.epoch)
     return [EpochRecord.model_validate(row_dict(row)) for row in conn.execute(stmt)]
+
+
+def _record_columns() -> list[Any]:
+    """The ``ls_trials`` columns a :class:`TrialRecord` reads (not the config's copies)."""
+    return [c for c in schema.trials.columns if c.name not in schema.CONFIG_COLUMNS]
 
 
 def _trial_dict(row: Any) -> dict[str, Any]:

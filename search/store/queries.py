@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Select, Text, and_, case, cast, func, null, select, true
+from sqlalchemy import Double, Select, Text, and_, case, cast, func, null, select, true
 from sqlalchemy import column as sql_column
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
@@ -211,42 +211,64 @@ def _summary_query(
         wanted = and_(t.c.status == "completed", t.c.fidelity == "full",
                       t.c.kind.in_(list(predictions_for)))  # fmt: skip
         predictions = case((wanted, predictions), else_=null())
+    pg = dialect == "postgresql"
+    source: Any = t.outerjoin(r, r.c.trial_id == t.c.id)
+    metric_types = {"class_names": JSONB, "binary": JSONB, **dict.fromkeys(metric_keys, Double)}
+    source, metrics = _json_fields(source, r.c.metrics, metric_types, pg)
+    source, extra = _json_fields(source, r.c.extra, dict.fromkeys(_EXTRA_FIELDS, JSONB), pg)
     # usually the same for every trial: sent as JSON text, parsed once per distinct text
-    names = cast(func.coalesce(r.c.metrics["class_names"], r.c.extra["class_names"]), Text)
+    names = cast(func.coalesce(metrics["class_names"], extra["class_names"]), Text)
     json_cols = [t.c.params, r.c.confusion, r.c.noise, r.c.params_count, r.c.flops,
                  r.c.latency_ms, r.c.profile["size_mb"].as_float(), names,
-                 r.c.metrics["binary"], predictions, cast(r.c.extra["split"], Text),
-                 r.c.extra["segmentation"]]  # fmt: skip
-    source = t.outerjoin(r, r.c.trial_id == t.c.id)
-    if dialect == "postgresql" and param_fields:  # only the asked fields, as JSON text
-        params, record = _picked(t.c.config_params, param_fields)
-        source = source.outerjoin(record, true())
+                 metrics["binary"], predictions, cast(extra["split"], Text),
+                 extra["segmentation"]]  # fmt: skip
+    if pg and param_fields:  # only the asked fields, as one JSON array text
+        source, picked = _json_fields(source, t.c.config_params,
+                                      dict.fromkeys(param_fields, JSONB), pg)  # fmt: skip
+        params = cast(_json_array([picked[f] for f in param_fields]), Text)
     else:
         params = cast(t.c.config_params, Text)
     cols = [t.c.id, *(t.c[c] for c in _SUMMARY_BASE), *json_cols,
             t.c.data_hash, params, r.c.trial_id,
             *(r.c[c] for c in schema.RESULT_METRIC_COLUMNS),
-            *(r.c.metrics[k].as_float() for k in metric_keys)]  # fmt: skip
+            *(metrics[k] for k in metric_keys)]  # fmt: skip
     return select(*cols).select_from(source).where(t.c.study_id == study_id).order_by(t.c.id)
 
 
-def _picked(column: Any, fields: Sequence[str]) -> tuple[Any, Any]:
-    """PostgreSQL: a JSON array of ``column``'s ``fields`` (a missing one null) and the
-    function to outer-join for it: ``jsonb_to_record`` reads the JSONB value once, where
-    one ``->`` per field decompressed it once per field (bench/README.md, store_scale)."""
+_EXTRA_FIELDS = ("class_names", "split", "segmentation")
+"""What :func:`_summary_query` reads of a result's ``extra`` besides its predictions."""
+
+
+def _json_fields(
+    source: Any, column: Any, types: dict[str, Any], postgres: bool
+) -> tuple[Any, dict[str, Any]]:
+    """Expressions for the ``types`` fields of JSON ``column`` (JSONB: as JSON, Double: as
+    numbers) and the FROM clause to select them from.
+
+    PostgreSQL: the columns of one ``jsonb_to_record`` outer-joined to ``source``, which
+    reads (fetches, decompresses) the value once, where each ``->`` read it again
+    (bench/README.md, store_scale). Elsewhere: one JSON path each, ``source`` unchanged.
+    """
+    if not postgres or not types:
+        return source, {
+            f: column[f].as_float() if kind is Double else column[f] for f, kind in types.items()
+        }
     record = (
         func.jsonb_to_record(column)
-        .table_valued(*(sql_column(f, JSONB) for f in fields), name="picked")
+        .table_valued(*(sql_column(f, kind) for f, kind in types.items()))
         .render_derived(with_types=True)
     )
-    parts = [  # a function takes at most 100 arguments
-        func.jsonb_build_array(*(record.c[f] for f in fields[i : i + 90]))
-        for i in range(0, len(fields), 90)
-    ]
+    return source.outerjoin(record, true()), {f: record.c[f] for f in types}
+
+
+def _json_array(values: list[Any]) -> Any:
+    """PostgreSQL: the JSONB array of ``values``, built in chunks joined by ``||`` (a
+    function takes at most 100 arguments)."""
+    parts = [func.jsonb_build_array(*values[i : i + 90]) for i in range(0, len(values), 90)]
     out = parts[0]
     for part in parts[1:]:
         out = out.op("||")(part)
-    return cast(out, Text), record
+    return out
 
 
 def _params_of(parsed: Any, fields: Sequence[str]) -> dict[str, Any]:

@@ -95,6 +95,7 @@ def trial_rows(
 _SUMMARY_BASE = ("optuna_number", "kind", "status", "fidelity", "epochs_done", "seed", "repeat")
 _SUMMARY_JSON = ("params", "confusion", "noise", "params_count", "flops", "latency_ms",
                  "size_mb", "class_names", "binary", "predictions", "split", "segmentation")  # fmt: skip
+_SUMMARY_FIELDS = (*_SUMMARY_BASE, *_SUMMARY_JSON)
 
 
 def trial_summaries(
@@ -179,16 +180,15 @@ def _summary(
     data_by_hash: dict[str, Any],
 ) -> TrialSummary:
     """One row of :func:`_summary_query` as a :class:`TrialSummary`."""
-    n_base, n_json = len(_SUMMARY_BASE), len(_SUMMARY_JSON)
-    fields = dict(zip(_SUMMARY_JSON, row[1 + n_base : 1 + n_base + n_json], strict=True))
-    data_hash, trial_params, result_id, *metrics = row[1 + n_base + n_json :]
+    n = len(_SUMMARY_FIELDS)
+    fields = dict(zip(_SUMMARY_FIELDS, row[1 : 1 + n], strict=True))
+    data_hash, trial_params, result_id, *metrics = row[1 + n :]
     fields["class_names"] = parse_shared(fields["class_names"])
     fields["split"] = parse_shared(fields["split"])
     if fields["noise"]:
         fields["noise"] = {k: EvalMetrics.model_validate(v) for k, v in fields["noise"].items()}
     return TrialSummary(
         trial_id=row[0],
-        **dict(zip(_SUMMARY_BASE, row[1 : 1 + n_base], strict=True)),
         **fields,
         data=data_by_hash.get(data_hash),
         trial_params=params_of(trial_params),

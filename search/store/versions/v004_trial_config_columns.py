@@ -18,7 +18,7 @@ from collections import defaultdict
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, Column, Integer, MetaData, String, Table, select, text
+from sqlalchemy import JSON, Column, Integer, MetaData, String, Table, literal_column, select, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 
@@ -37,29 +37,27 @@ def _data_hash(data: Any) -> str | None:
 def _trials() -> Table:
     json = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
     return Table("ls_trials", MetaData(), Column("id", Integer), Column("config", json),
-                 Column("data_hash", String(64)))  # fmt: skip
+                 Column("data_hash", String(64)), Column("config_params", json))  # fmt: skip
 
 
 def upgrade(conn: Connection) -> None:
-    """Add the columns, copy each config's params, hash each config's data."""
+    """Add the columns, then fill both in one pass over the rows (hashes per chunk of ids)."""
     postgres = conn.dialect.name == "postgresql"
     conn.execute(text("ALTER TABLE ls_trials ADD COLUMN data_hash VARCHAR(64)"))
     kind = "JSONB" if postgres else "JSON"
     conn.execute(text(f"ALTER TABLE ls_trials ADD COLUMN config_params {kind}"))
-    if postgres:
-        conn.execute(text("UPDATE ls_trials SET config_params = config -> 'params' "
-                          "WHERE jsonb_typeof(config -> 'params') = 'object'"))  # fmt: skip
+    if postgres:  # the config's params when they are an object, else NULL
+        params = "CASE WHEN jsonb_typeof(config -> 'params') = 'object' THEN config -> 'params' END"
     else:
-        conn.execute(text("UPDATE ls_trials SET config_params = json_extract(config, '$.params') "
-                          "WHERE json_type(config, '$.params') = 'object'"))  # fmt: skip
+        params = ("CASE WHEN json_type(config, '$.params') = 'object' "
+                  "THEN json_extract(config, '$.params') END")  # fmt: skip
     t = _trials()
-    ids_by_hash: dict[str, list[int]] = defaultdict(list)
+    ids_by_hash: dict[str | None, list[int]] = defaultdict(list)
     stmt = select(t.c.id, t.c.config["data"]).where(t.c.config.is_not(None))
     for trial_id, data in conn.execute(stmt):
-        digest = _data_hash(data)
-        if digest is not None:
-            ids_by_hash[digest].append(trial_id)
+        ids_by_hash[_data_hash(data)].append(trial_id)
     for digest, ids in ids_by_hash.items():
         for start in range(0, len(ids), _CHUNK):
             chunk = ids[start : start + _CHUNK]
-            conn.execute(t.update().where(t.c.id.in_(chunk)).values(data_hash=digest))
+            values = {"data_hash": digest, "config_params": literal_column(params)}
+            conn.execute(t.update().where(t.c.id.in_(chunk)).values(values))

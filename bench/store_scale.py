@@ -47,7 +47,7 @@ from search.optuna_space import KIND, NUMBER, REPEAT, SEED, encode_point
 from search.report.collect import load_study
 from search.space import Space, load_space
 from search.store.records import StudyRecord
-from search.store.store import Store, result_values
+from search.store.store import Store, config_values, result_values
 from search.trainable import (
     GPUS_KEY,
     HOST_KEY,
@@ -96,15 +96,15 @@ def sample_points(space: Space, n: int, rng: random.Random) -> list[dict[str, An
     ]
 
 
-def _config_json(space: Space, point: dict[str, Any], cache: dict[str, dict]) -> str:
-    """The trial's stored TrialConfig (one pydantic build per grid point, lr patched)."""
+def _config(space: Space, point: dict[str, Any], cache: dict[str, dict]) -> dict[str, Any]:
+    """The trial's stored TrialConfig as JSON (one pydantic build per grid point, lr patched)."""
     key = json.dumps({k: v for k, v in point.items() if k != "lr"}, sort_keys=True, default=str)
     if key not in cache:
         cfg = {**encode_point(space, point), SEED: 0}
         cache[key] = trial_config_for(space, cfg, {}).model_dump(mode="json")
     config = json.loads(json.dumps(cache[key]))
     config["params"]["lr"] = point["lr"]
-    return json.dumps(config)
+    return config
 
 
 def _copy(conn: psycopg.Connection, table: str, columns: list[str], rows: Any) -> None:
@@ -116,7 +116,8 @@ def _copy(conn: psycopg.Connection, table: str, columns: list[str], rows: Any) -
 
 TRIAL_COLUMNS = ["id", "study_id", "tune_trial_id", "optuna_number", "kind", "params", "config",
                  "status", "error", "seed", "split_hash", "fidelity", "epochs_done",
-                 "started_at", "ended_at", "duration_s", "repeat"]  # fmt: skip
+                 "started_at", "ended_at", "duration_s", "repeat", "data_hash",
+                 "config_params"]  # fmt: skip
 EPOCH_COLUMNS = ["trial_id", "epoch", "metrics", "train_loss", "train_accuracy", "val_loss",
                  "val_accuracy", "val_f1", "lr", "epoch_time_s", "recorded_at"]  # fmt: skip
 
@@ -130,12 +131,15 @@ def trial_rows(space: Space, study_id: int, n: int, n_epochs: int, seed: int) ->
         u = rng.random()
         status = "completed" if u < 0.9 else "pruned" if u < 0.98 else "failed"
         began = start + timedelta(seconds=30 * i)
+        config = _config(space, point, cache)
+        derived = config_values(config)  # what Store.upsert_trial stores beside the config
         yield (
             i, study_id, f"fill_{i:06d}", i - 1, "explore", json.dumps(point),
-            _config_json(space, point, cache), status,
+            json.dumps(config), status,
             "RuntimeError: out of memory" if status == "failed" else None, 0, "s1",
             "full" if status == "completed" else "partial", n_epochs, began,
-            began + timedelta(seconds=60), 60.0, 0,
+            began + timedelta(seconds=60), 60.0, 0, derived["data_hash"],
+            json.dumps(derived["config_params"]),
         )  # fmt: skip
 
 

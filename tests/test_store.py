@@ -39,6 +39,7 @@ from search.store.records import (
     TrialRecord,
     TrialUpdate,
 )
+from search.store.store import config_values
 
 SPACE = "study: demo\nspace:\n  lr: {loguniform: [1.0e-4, 1.0e-1]}\n"
 
@@ -297,6 +298,58 @@ def test_version_3_fills_the_value_of_stored_trials(store_url: str):
         assert store.study("v").best_value == 0.9
 
 
+_DATA = {"dataset": "synthetic", "n": 64, "split": {"kind": "kfold", "fold": 1, "k": 3}}
+_CONFIGS: dict[str, dict[str, Any] | None] = {
+    "a": {"data": _DATA, "params": {"epochs": 4, "head_bn": False, "drdb_dilations": [1, 2]},
+          "device": "cpu"},
+    "b": {"data": dict(reversed(_DATA.items())), "params": {"epochs": 6, "lr": 0.01}},
+    "c": {"data": {"dataset": "other", "split": None}, "params": {"epochs": 2}},
+    "d": None,
+    "e": {"device": "cpu"},
+}  # fmt: skip
+
+
+def test_version_4_fills_the_config_columns_of_stored_trials(store_url: str):
+    """A version-3 database gets the config's params and data hash for stored trials,
+    the same a version-4 writer stores; the report's read gives what the config holds."""
+    engine = create_store_engine(resolve_url(store_url))
+    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    try:
+        assert migrate(engine, MIGRATIONS[:3]) == 3
+        with engine.begin() as conn:
+            sid = conn.execute(
+                schema.studies.insert().values(name="c", space_yaml="", space_hash="h",
+                    metric="val_f1", mode="max", created_at=now, updated_at=now)
+            ).inserted_primary_key[0]  # fmt: skip
+            for name, config in _CONFIGS.items():
+                conn.execute(schema.trials.insert().values(study_id=sid, tune_trial_id=name,
+                                                           status="completed", config=config))  # fmt: skip
+        assert migrate(engine) == LATEST_VERSION
+    finally:
+        engine.dispose()
+    t = schema.trials
+    with Store.open(store_url) as store:
+        with store.engine.connect() as conn:
+            rows = conn.execute(select(t.c.tune_trial_id, t.c.data_hash, t.c.config_params))
+            stored = {name: {"data_hash": h, "config_params": p} for name, h, p in rows}
+        assert stored == {name: config_values(config) for name, config in _CONFIGS.items()}
+        assert stored["a"]["data_hash"] == stored["b"]["data_hash"] != stored["c"]["data_hash"]
+        assert stored["d"] == stored["e"] == {"data_hash": None, "config_params": None}
+        fields = ("epochs", "head_bn", "drdb_dilations", "absent")
+        for summary in store.trial_summaries(sid, fields):
+            name = store.trial(summary.trial_id).tune_trial_id
+            config = _CONFIGS[name] or {}
+            assert summary.data == config.get("data"), name
+            params = config.get("params") or {}
+            assert summary.trial_params == {f: params.get(f) for f in fields}, name
+        # a version-4 writer stores the same, and a changed config changes both columns
+        new = store.upsert_trial(sid, "new", TrialUpdate(config=_CONFIGS["a"]))
+        store.upsert_trial(sid, "new", TrialUpdate(config=_CONFIGS["c"]))
+        with store.engine.connect() as conn:
+            row = conn.execute(select(t.c.data_hash, t.c.config_params).where(t.c.id == new))
+            assert dict(row.one()._mapping) == stored["c"]
+
+
 def test_stored_value_ranks_as_the_epoch_and_result_rows_do(store: Store):
     """ls_trials.value for a JSON-only epoch metric and for a test metric agrees with
     ranking the stored rows (the path of any other --metric)."""
@@ -534,7 +587,7 @@ def test_records_cover_every_column():
     assert set(StudyInfo.model_fields) - summary == columns[schema.studies]
     assert set(StudyRecord.model_fields) == columns[schema.studies] - {
         "id", "status", "created_at", "updated_at"}  # fmt: skip
-    trial_columns = columns[schema.trials] - {"id"} | {"trial_id"}
+    trial_columns = columns[schema.trials] - {"id", *schema.CONFIG_COLUMNS} | {"trial_id"}
     assert set(TrialRecord.model_fields) - {"result", "epochs"} == trial_columns
     assert set(EpochRecord.model_fields) == columns[schema.epochs] - {"id"}
     assert set(ResultRecord.model_fields) == columns[schema.results] - {"id", "trial_id"}

@@ -188,12 +188,24 @@ def _trial_columns(space: Space, summaries: list[TrialSummary]) -> dict[str, lis
     out["epochs_planned"] = [t.trial_params.get("epochs") for t in summaries]
     out["point"] = [dict(t.params or {}) for t in summaries]
     out["key"] = [point_key(space, p) for p in out["point"]]
-    out["arch"] = [_arch(t.trial_params) for t in summaries]
+    out["arch"] = _archs([t.trial_params for t in summaries])
     return out
 
 
 _TRIAL_ATTRS = ("trial_id", "optuna_number", "kind", "status", "fidelity", "epochs_done",
                 "seed", "repeat", "data", "split")  # fmt: skip
+
+
+def _archs(params: list[dict[str, Any]]) -> list[str]:
+    """:func:`_arch` of each, once per distinct dict (trials with the same picked params
+    share one: ``Store.trial_summaries``)."""
+    done: dict[int, str] = {}  # by id: every dict stays alive in ``params`` meanwhile
+    out = []
+    for p in params:
+        if id(p) not in done:
+            done[id(p)] = _arch(p)
+        out.append(done[id(p)])
+    return out
 
 
 def _arch(trial_params: dict[str, Any]) -> str:

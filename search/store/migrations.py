@@ -20,7 +20,12 @@ from sqlalchemy.engine import Connection, Engine
 from leukmodels.errors import UserError
 from search.store.engine import begin_write, has_store_hooks
 from search.store.rows import utcnow
-from search.store.versions import v001_initial, v002_trial_gpu_ids, v003_trial_value
+from search.store.versions import (
+    v001_initial,
+    v002_trial_gpu_ids,
+    v003_trial_value,
+    v004_trial_config_columns,
+)
 
 VERSION_TABLE = "ls_schema_version"
 # pg_advisory_xact_lock key: a fixed 31-bit number derived from our name.
@@ -42,6 +47,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         v002_trial_gpu_ids.VERSION, v002_trial_gpu_ids.DESCRIPTION, v002_trial_gpu_ids.upgrade
     ),
     Migration(v003_trial_value.VERSION, v003_trial_value.DESCRIPTION, v003_trial_value.upgrade),
+    Migration(
+        v004_trial_config_columns.VERSION,
+        v004_trial_config_columns.DESCRIPTION,
+        v004_trial_config_columns.upgrade,
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -7,7 +7,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Select, and_, case, func, null, select
+from sqlalchemy import Double, Select, Text, and_, case, cast, func, null, select, true
+from sqlalchemy import column as sql_column
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 
 from leukmodels.errors import UserError
@@ -79,7 +81,7 @@ def trial_rows(
 ) -> list[TrialRecord]:
     """Trials of a study, oldest first, each with its ``result`` (or None)."""
     t = schema.trials
-    stmt = select(t).where(t.c.study_id == study_id).order_by(t.c.id)
+    stmt = select(*_record_columns()).where(t.c.study_id == study_id).order_by(t.c.id)
     if statuses is not None:
         stmt = stmt.where(t.c.status.in_(statuses))
     items = [_trial_dict(row) for row in conn.execute(stmt)]
@@ -93,6 +95,7 @@ def trial_rows(
 _SUMMARY_BASE = ("optuna_number", "kind", "status", "fidelity", "epochs_done", "seed", "repeat")
 _SUMMARY_JSON = ("params", "confusion", "noise", "params_count", "flops", "latency_ms",
                  "size_mb", "class_names", "binary", "predictions", "split", "segmentation")  # fmt: skip
+_SUMMARY_FIELDS = (*_SUMMARY_BASE, *_SUMMARY_JSON)
 
 
 def trial_summaries(
@@ -108,18 +111,41 @@ def trial_summaries(
 
     Per-image predictions are read only for completed full-fidelity trials of the kinds
     ``predictions_for`` (None: every trial); the others get None without the database
-    sending them. The config's data and params come as JSON text, parsed with orjson
-    (data once per distinct text: a study's trials share a few); rows become plain
-    dataclasses. 100,000 trials read in seconds (bench/store_scale.py).
+    sending them. The config itself is never read: its params come from
+    ``ls_trials.config_params`` (PostgreSQL sends only ``param_fields``, as JSON text
+    parsed once per distinct text) and its data once per distinct ``data_hash`` (a
+    study's trials share a few). Rows become plain dataclasses; trials with the same data,
+    picked params, class names or split share one object of it (read it, do not change
+    it). 100,000
+    trials read in seconds (bench/store_scale.py).
     """
-    stmt = _summary_query(study_id, metric_keys, predictions_for)
-    parse_data = functools.lru_cache(maxsize=256)(_loads)
+    data_by_hash = config_data(conn, study_id)
+    stmt = _summary_query(study_id, metric_keys, predictions_for, param_fields, conn.dialect.name)
+    # trials share few distinct texts: parsed once each, the dict shared (read only)
+    params_of = functools.lru_cache(maxsize=4096)(
+        lambda text: _params_of(_loads(text), param_fields)
+    )
+    parse_shared = functools.lru_cache(maxsize=4096)(_loads)  # class names and split
     metric_names = (*schema.RESULT_METRIC_COLUMNS, *metric_keys)
     with gc_paused():
         return [
-            _summary(row, param_fields, metric_names, parse_data)
+            _summary(row, metric_names, params_of, parse_shared, data_by_hash)
             for row in streamed_rows(conn, stmt)
         ]
+
+
+def config_data(conn: Connection, study_id: int) -> dict[str, Any]:
+    """The config ``data`` blocks of a study's trials by ``data_hash``: one config read per
+    distinct hash."""
+    t = schema.trials
+    first = (
+        select(t.c.data_hash, func.min(t.c.id).label("id"))
+        .where(t.c.study_id == study_id, t.c.data_hash.is_not(None))
+        .group_by(t.c.data_hash)
+        .subquery()
+    )
+    stmt = select(first.c.data_hash, t.c.config["data"]).join(t, t.c.id == first.c.id)
+    return {digest: data for digest, data in conn.execute(stmt)}
 
 
 def streamed_rows(conn: Connection, stmt: Select, size: int = 2000) -> Iterator[Sequence[Any]]:
@@ -147,28 +173,36 @@ def streamed_rows(conn: Connection, stmt: Select, size: int = 2000) -> Iterator[
 
 
 def _summary(
-    row: Any, param_fields: Sequence[str], metric_names: Sequence[str], parse_data: Any
+    row: Any,
+    metric_names: Sequence[str],
+    params_of: Any,
+    parse_shared: Any,
+    data_by_hash: dict[str, Any],
 ) -> TrialSummary:
     """One row of :func:`_summary_query` as a :class:`TrialSummary`."""
-    n_base, n_json = len(_SUMMARY_BASE), len(_SUMMARY_JSON)
-    fields = dict(zip(_SUMMARY_JSON, row[1 + n_base : 1 + n_base + n_json], strict=True))
-    data, trial_params, result_id, *metrics = row[1 + n_base + n_json :]
-    trial_params = _loads(trial_params) or {}
+    n = len(_SUMMARY_FIELDS)
+    fields = dict(zip(_SUMMARY_FIELDS, row[1 : 1 + n], strict=True))
+    data_hash, trial_params, result_id, *metrics = row[1 + n :]
+    fields["class_names"] = parse_shared(fields["class_names"])
+    fields["split"] = parse_shared(fields["split"])
     if fields["noise"]:
         fields["noise"] = {k: EvalMetrics.model_validate(v) for k, v in fields["noise"].items()}
     return TrialSummary(
         trial_id=row[0],
-        **dict(zip(_SUMMARY_BASE, row[1 : 1 + n_base], strict=True)),
         **fields,
-        data=parse_data(data),
-        trial_params={f: trial_params.get(f) for f in param_fields},
+        data=data_by_hash.get(data_hash),
+        trial_params=params_of(trial_params),
         has_result=result_id is not None,
         metrics=dict(zip(metric_names, metrics, strict=True)),
     )
 
 
 def _summary_query(
-    study_id: int, metric_keys: Sequence[str], predictions_for: Sequence[str] | None
+    study_id: int,
+    metric_keys: Sequence[str],
+    predictions_for: Sequence[str] | None,
+    param_fields: Sequence[str],
+    dialect: str,
 ) -> Select:
     """:func:`trial_summaries`' query: columns in the order it unpacks them."""
     t, r = schema.trials, schema.results
@@ -177,21 +211,73 @@ def _summary_query(
         wanted = and_(t.c.status == "completed", t.c.fidelity == "full",
                       t.c.kind.in_(list(predictions_for)))  # fmt: skip
         predictions = case((wanted, predictions), else_=null())
-    names = func.coalesce(r.c.metrics["class_names"], r.c.extra["class_names"])
+    pg = dialect == "postgresql"
+    source: Any = t.outerjoin(r, r.c.trial_id == t.c.id)
+    metric_types = {"class_names": JSONB, "binary": JSONB, **dict.fromkeys(metric_keys, Double)}
+    source, metrics = _json_fields(source, r.c.metrics, metric_types, pg)
+    source, extra = _json_fields(source, r.c.extra, dict.fromkeys(_EXTRA_FIELDS, JSONB), pg)
+    # usually the same for every trial: sent as JSON text, parsed once per distinct text
+    names = cast(func.coalesce(metrics["class_names"], extra["class_names"]), Text)
     json_cols = [t.c.params, r.c.confusion, r.c.noise, r.c.params_count, r.c.flops,
                  r.c.latency_ms, r.c.profile["size_mb"].as_float(), names,
-                 r.c.metrics["binary"], predictions, r.c.extra["split"],
-                 r.c.extra["segmentation"]]  # fmt: skip
+                 metrics["binary"], predictions, cast(extra["split"], Text),
+                 extra["segmentation"]]  # fmt: skip
+    if pg and param_fields:  # only the asked fields, as one JSON array text
+        source, picked = _json_fields(source, t.c.config_params,
+                                      dict.fromkeys(param_fields, JSONB), pg)  # fmt: skip
+        params = cast(_json_array([picked[f] for f in param_fields]), Text)
+    else:
+        params = cast(t.c.config_params, Text)
     cols = [t.c.id, *(t.c[c] for c in _SUMMARY_BASE), *json_cols,
-            t.c.config["data"].as_string(), t.c.config["params"].as_string(), r.c.trial_id,
+            t.c.data_hash, params, r.c.trial_id,
             *(r.c[c] for c in schema.RESULT_METRIC_COLUMNS),
-            *(r.c.metrics[k].as_float() for k in metric_keys)]  # fmt: skip
-    return (
-        select(*cols)
-        .select_from(t.outerjoin(r, r.c.trial_id == t.c.id))
-        .where(t.c.study_id == study_id)
-        .order_by(t.c.id)
+            *(metrics[k] for k in metric_keys)]  # fmt: skip
+    return select(*cols).select_from(source).where(t.c.study_id == study_id).order_by(t.c.id)
+
+
+_EXTRA_FIELDS = ("class_names", "split", "segmentation")
+"""What :func:`_summary_query` reads of a result's ``extra`` besides its predictions."""
+
+
+def _json_fields(
+    source: Any, column: Any, types: dict[str, Any], postgres: bool
+) -> tuple[Any, dict[str, Any]]:
+    """Expressions for the ``types`` fields of JSON ``column`` (JSONB: as JSON, Double: as
+    numbers) and the FROM clause to select them from.
+
+    PostgreSQL: the columns of one ``jsonb_to_record`` outer-joined to ``source``, which
+    reads (fetches, decompresses) the value once, where each ``->`` read it again
+    (bench/README.md, store_scale). Elsewhere: one JSON path each, ``source`` unchanged.
+    """
+    if not postgres or not types:
+        return source, {
+            f: column[f].as_float() if kind is Double else column[f] for f, kind in types.items()
+        }
+    record = (
+        func.jsonb_to_record(column)
+        .table_valued(*(sql_column(f, kind) for f, kind in types.items()))
+        .render_derived(with_types=True)
     )
+    return source.outerjoin(record, true()), {f: record.c[f] for f in types}
+
+
+def _json_array(values: list[Any]) -> Any:
+    """PostgreSQL: the JSONB array of ``values``, built in chunks joined by ``||`` (a
+    function takes at most 100 arguments)."""
+    parts = [func.jsonb_build_array(*values[i : i + 90]) for i in range(0, len(values), 90)]
+    out = parts[0]
+    for part in parts[1:]:
+        out = out.op("||")(part)
+    return out
+
+
+def _params_of(parsed: Any, fields: Sequence[str]) -> dict[str, Any]:
+    """``fields`` of the parsed config params: a list in ``fields``' order (PostgreSQL), the
+    whole params dict (SQLite) or None (no params)."""
+    if isinstance(parsed, list):
+        return dict(zip(fields, parsed, strict=True))
+    parsed = parsed if isinstance(parsed, dict) else {}
+    return {f: parsed.get(f) for f in fields}
 
 
 def _loads(text: str | None) -> Any:
@@ -201,7 +287,7 @@ def _loads(text: str | None) -> Any:
 def trial_row(conn: Connection, trial_id: int) -> TrialRecord | None:
     """One trial with its ``result`` and ``epochs``, or None."""
     t = schema.trials
-    row = conn.execute(select(t).where(t.c.id == trial_id)).first()
+    row = conn.execute(select(*_record_columns()).where(t.c.id == trial_id)).first()
     if row is None:
         return None
     item = _trial_dict(row)
@@ -216,6 +302,11 @@ def epoch_rows(conn: Connection, trial_id: int) -> list[EpochRecord]:
     t = schema.epochs
     stmt = select(t).where(t.c.trial_id == trial_id).order_by(t.c.epoch)
     return [EpochRecord.model_validate(row_dict(row)) for row in conn.execute(stmt)]
+
+
+def _record_columns() -> list[Any]:
+    """The ``ls_trials`` columns a :class:`TrialRecord` reads (not the config's copies)."""
+    return [c for c in schema.trials.columns if c.name not in schema.CONFIG_COLUMNS]
 
 
 def _trial_dict(row: Any) -> dict[str, Any]:

@@ -54,6 +54,10 @@ EPOCH_COLUMNS = (
     "lr",
     "epoch_time_s",
 )
+CONFIG_COLUMNS = ("data_hash", "config_params")
+"""``ls_trials`` columns derived from its ``config`` as it is written (migration v004): the
+hash of the config's ``data`` and a copy of its ``params``, so a reader of many trials
+(the report's collect) never decompresses the configs. Records do not carry them."""
 RESULT_METRIC_COLUMNS = (
     "accuracy",
     "precision",
@@ -136,6 +140,8 @@ def _trials(metadata: MetaData) -> Table:
         ),
         Column("repeat", Integer, nullable=False, default=0),
         Column("value", Double),
+        Column("data_hash", String(64)),
+        Column("config_params", json_type()),
         UniqueConstraint("study_id", "tune_trial_id"),
         Index(None, "study_id", "status"),
         Index(None, "parent_trial_id"),

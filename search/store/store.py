@@ -9,11 +9,13 @@ as it is.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any
 
+import orjson
 from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
@@ -190,6 +192,8 @@ class Store:
         update = update or TrialUpdate()
         _check_trial_update(update)
         given = to_jsonable(update.model_dump(exclude_none=True))
+        if "config" in given:
+            given.update(config_values(given["config"]))
         t = schema.trials
         key = (t.c.study_id == study_id) & (t.c.tune_trial_id == str(tune_trial_id))
         now = utcnow()
@@ -512,6 +516,18 @@ def _trial_changes(
     if status == "running" and (restarted or row.started_at is None):
         changes["started_at"] = now
     return changes
+
+
+def config_values(config: dict[str, Any] | None) -> dict[str, Any]:
+    """The ``ls_trials`` columns derived from a trial's (JSON-ready) config
+    (:data:`~search.store.schema.CONFIG_COLUMNS`): its ``params`` block and the hash of its
+    ``data`` block (sha256 of the sorted-keys JSON; None when the config has none)."""
+    config = config or {}
+    params, data = config.get("params"), config.get("data")
+    digest = None
+    if data is not None:
+        digest = hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return {"data_hash": digest, "config_params": params if isinstance(params, dict) else None}
 
 
 def result_values(result: TrialResult) -> dict[str, Any]:

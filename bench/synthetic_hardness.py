@@ -215,7 +215,7 @@ def cnn_accuracy(
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
             if protocol.schedule == "cosine":
                 cosine.step()
         seconds += time.perf_counter() - start

@@ -16,6 +16,7 @@ Measures, on ``--threads`` CPU threads (2) per job:
   flip and a rotation by any angle with a zoom from 1 +- ``--scale``; ``--schedule``
   constant or cosine per step), tested on 400 images made with another seed (other
   patients); one run per seed (``--cnn-seeds`` from ``--seed0``), ``--jobs`` at a time;
+  ``--fresh`` draws new training images (other seed and patients) every epoch;
   ``--eval-every`` N prints the test accuracy every N epochs (monitoring; the reported
   figure is always the one after the last epoch).
 
@@ -154,6 +155,7 @@ class Protocol:
     label_smoothing: float = 0.0
     scale: float = 0.0  # "rotate" only: zoom by a factor drawn from [1 - scale, 1 + scale]
     eval_every: int = 0  # print the test accuracy every so many epochs (monitoring only)
+    fresh: bool = False  # new training images (other seed, other patients) every epoch
 
 
 def _augment(xb: torch.Tensor, kind: str, scale: float = 0.0) -> torch.Tensor:
@@ -202,6 +204,9 @@ def cnn_accuracy(
     seconds = 0.0
     for epoch in range(protocol.epochs):
         start = time.perf_counter()
+        if protocol.fresh and epoch > 0:
+            train = generate(protocol.n_train, seed=100_000 + 1000 * seed + epoch, **kw)
+            x, y = to_tensor(train.images), torch.from_numpy(train.labels)
         model.train()
         order = torch.randperm(len(y))
         total = 0.0
@@ -256,6 +261,9 @@ def main() -> None:
     parser.add_argument("--weight-decay", type=float, default=0.0, help="> 0: AdamW")
     parser.add_argument("--label-smoothing", type=float, default=0.0)
     parser.add_argument("--scale", type=float, default=0.0, help="zoom jitter (rotate)")
+    parser.add_argument(
+        "--fresh", action="store_true", help="new --n-train training images every epoch"
+    )
     parser.add_argument("--seed0", type=int, default=0, help="first CNN seed")
     parser.add_argument(
         "--eval-every", type=int, default=0, help="print test accuracy every N epochs"
@@ -302,6 +310,7 @@ def _one(classes: int, difficulty: str, args: argparse.Namespace) -> list[str]:
         args.label_smoothing,
         args.scale,
         args.eval_every,
+        args.fresh,
     )
     runs = []
     with ProcessPoolExecutor(

@@ -4,8 +4,8 @@ Measures, on ``--threads`` CPU threads (2) per job:
 
 - generation speed (images/s) at 64 px and 224 px;
 - baselines that must fail, each scikit-learn LogisticRegression (standardised
-  features) on n=2000 images at 64 px, patient-grouped 80/20 splits (several split
-  seeds): 8x8 thumbnails (all RGB values), a 16-bin grey-level histogram, LBP
+  features) on n=2000 images (``--baseline-n``) of 40 patients (``--baseline-patients``)
+  at 64 px, patient-grouped 80/20 splits (several split seeds): 8x8 thumbnails (all RGB values), a 16-bin grey-level histogram, LBP
   (scikit-image ``local_binary_pattern``, uniform, (P, R) = (8, 1), (16, 2), (24, 3),
   histograms concatenated) and GLCM (``graycomatrix`` on 32 grey levels, distances 1, 2,
   4, four angles; contrast, dissimilarity, homogeneity, energy, correlation, ASM);
@@ -107,9 +107,11 @@ def glcm(images: np.ndarray) -> np.ndarray:
 FEATURES = {"logreg 8x8": thumbnails, "histogram": histograms, "LBP": lbp, "GLCM": glcm}
 
 
-def baseline_accuracy(classes: int, splits: int, difficulty: str) -> dict[str, list[float]]:
+def baseline_accuracy(
+    classes: int, splits: int, difficulty: str, n: int = 2000, patients: int = 40
+) -> dict[str, list[float]]:
     """Test accuracy of a linear model on each feature set, one value per grouped split."""
-    data = generate(2000, classes=classes, size=64, seed=0, patients=40, difficulty=difficulty)
+    data = generate(n, classes=classes, size=64, seed=0, patients=patients, difficulty=difficulty)
     out = {}
     for name, features in FEATURES.items():
         out[name] = _logreg(features(data.images), data.labels, data.patients, splits)
@@ -252,6 +254,8 @@ def main() -> None:
         "--cnn-seeds", "--repeats", dest="repeats", type=int, default=5, help="CNN runs"
     )
     parser.add_argument("--splits", type=int, default=5, help="grouped logreg splits")
+    parser.add_argument("--baseline-n", type=int, default=2000, help="baseline images")
+    parser.add_argument("--baseline-patients", type=int, default=40)
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--n-train", "--train-n", dest="train_n", type=int, default=320)
     parser.add_argument("--augment", choices=["flip", "d4", "rotate"], default="flip")
@@ -293,7 +297,11 @@ def main() -> None:
 
 def _one(classes: int, difficulty: str, args: argparse.Namespace) -> list[str]:
     """One table row: baselines (and the CNN unless --no-cnn) at `classes`, `difficulty`."""
-    base = {} if args.no_baselines else baseline_accuracy(classes, args.splits, difficulty)
+    base = {}
+    if not args.no_baselines:
+        base = baseline_accuracy(
+            classes, args.splits, difficulty, args.baseline_n, args.baseline_patients
+        )
     for name, accs in base.items():
         print(f"  {difficulty}, {classes} classes, {name}: {' '.join(f'{a:.1%}' for a in accs)}")
     row = [difficulty, str(classes), *(span(a) for a in base.values())]

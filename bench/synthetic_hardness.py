@@ -5,10 +5,11 @@ Measures, on ``--threads`` CPU threads (2) per job:
 - generation speed (images/s) at 64 px and 224 px;
 - baselines that must fail, each scikit-learn LogisticRegression (standardised
   features) on n=2000 images (``--baseline-n``) of 40 patients (``--baseline-patients``)
-  at 64 px, patient-grouped 80/20 splits (several split seeds): 8x8 thumbnails (all RGB values), a 16-bin grey-level histogram, LBP
-  (scikit-image ``local_binary_pattern``, uniform, (P, R) = (8, 1), (16, 2), (24, 3),
-  histograms concatenated) and GLCM (``graycomatrix`` on 32 grey levels, distances 1, 2,
-  4, four angles; contrast, dissimilarity, homogeneity, energy, correlation, ASM);
+  at 64 px, patient-grouped 80/20 splits (several split seeds): 8x8 thumbnails (all RGB
+  values), a 16-bin grey-level histogram, LBP (scikit-image ``local_binary_pattern``,
+  uniform, (P, R) = (8, 1), (16, 2), (24, 3), histograms concatenated) and GLCM
+  (``graycomatrix`` on 32 grey levels, distances 1, 2, 4, four angles; contrast,
+  dissimilarity, homogeneity, energy, correlation, ASM);
 - a CNN that must succeed: timm resnet18 (pretrained=False) trained from scratch on
   ``--n-train`` images (320) at 64 px for ``--epochs`` (6; Adam ``--lr`` 1e-3, AdamW
   when ``--weight-decay`` > 0, ``--batch`` 32, ``--label-smoothing`` 0, [0,1] then
@@ -281,7 +282,7 @@ def main() -> None:
     _threads(args.threads)
 
     if not args.no_speed:
-        print("generation speed (2 threads)")
+        print(f"generation speed ({args.threads} threads)")
         for size, n in ((64, 2000), (224, 200)):
             print(f"  {size:>3} px: {speed(size, n):8.0f} images/s", flush=True)
     rows = []
@@ -308,17 +309,17 @@ def _one(classes: int, difficulty: str, args: argparse.Namespace) -> list[str]:
     if args.no_cnn:
         return row
     protocol = Protocol(
-        args.epochs,
-        args.train_n,
-        args.augment,
-        args.schedule,
-        args.batch,
-        args.lr,
-        args.weight_decay,
-        args.label_smoothing,
-        args.scale,
-        args.eval_every,
-        args.fresh,
+        epochs=args.epochs,
+        n_train=args.train_n,
+        augment=args.augment,
+        schedule=args.schedule,
+        batch=args.batch,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        label_smoothing=args.label_smoothing,
+        scale=args.scale,
+        eval_every=args.eval_every,
+        fresh=args.fresh,
     )
     runs = []
     with ProcessPoolExecutor(

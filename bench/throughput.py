@@ -70,7 +70,6 @@ PHASES = (
     "profiling", "checkpoint save", "end", "pruned (not split)", "unaccounted",
 )  # fmt: skip
 IDLE = ("idle before first trial", "idle between trials", "idle after last trial")
-SEARCHED = ("attention", "pooling", "optimizer", "lr")  # the space's searched factors
 START = ("actor/process start", "imports")  # what a warm worker need not pay per trial
 
 
@@ -230,8 +229,9 @@ def leuksearch_trials(db: str, study: str) -> list[dict[str, Any]]:
                 phases["pruned (not split)"] = end - start - sum(phases.values())
             phases["unaccounted"] = end - start - sum(phases.values())
             out.append({"start": start, "end": end, "status": t.status, "best": t.value,
-                        "pid": pid, "config": {k: (t.params or {}).get(k) for k in SEARCHED},
-                        "rows": [_epoch_costs(r) for r in rows], "worktree_code": tm is not None and tm.entry_unix is not None,
+                        "pid": pid, "config": dict(t.params or {}),
+                        "rows": [_epoch_costs(r) for r in rows],
+                        "worktree_code": tm is not None and tm.entry_unix is not None,
                         "process_start": tm.process_start_unix if tm else None,
                         "epochs": len(rows),
                         "phases": phases})  # fmt: skip
@@ -261,7 +261,7 @@ def baseline_trial(t: dict[str, Any]) -> dict[str, Any]:
     code = rows[0].get("t_code", "") if rows else ""
     return {"start": start, "end": end, "status": t.get("status"), "best": best,
             "pid": rows[0].get("pid") if rows else None, "phases": phases,
-            "config": {k: t.get("config", {}).get(k) for k in SEARCHED},
+            "config": dict(t.get("config") or {}),
             "rows": [{"compute": r["t_compute_s"], "eval": r["t_val_s"]} for r in rows],
             "process_start": rows[0].get("t_process_start") if rows else None,
             "epochs": len(rows),
